@@ -1,0 +1,1 @@
+"""Experiment platform: Ray Data streaming, Ray Train/Tune, MLflow tracking."""
