@@ -1,0 +1,27 @@
+"""Video-FocalNet models: pure PyTorch + timm (never imports ray or mlflow)."""
+
+from .modulation import DESIGNS
+from .video_focalnet import VideoFocalNet, VideoFocalNetBlock
+from .weights import (
+    CheckpointError,
+    InflationReport,
+    load_image_weights,
+    load_released_weights,
+    read_state_dict,
+    save_released_weights,
+)
+from .zoo import ZOO, create_model
+
+__all__ = [
+    "DESIGNS",
+    "ZOO",
+    "CheckpointError",
+    "InflationReport",
+    "VideoFocalNet",
+    "VideoFocalNetBlock",
+    "create_model",
+    "load_image_weights",
+    "load_released_weights",
+    "read_state_dict",
+    "save_released_weights",
+]

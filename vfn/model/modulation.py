@@ -1,0 +1,179 @@
+"""Focal modulation operators: the token mixers of every Video-FocalNet design.
+
+All take and return channels-last features (B, T, H, W, C). Parameter names of the spatial and
+parallel operators follow the released checkpoints, so their weights load without renaming.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from .layers import focal_kernel_sizes, gated_focal_aggregation
+
+Design = Literal["parallel", "sequential", "spatial", "joint", "factorized"]
+DESIGNS: tuple[str, ...] = ("parallel", "sequential", "spatial", "joint", "factorized")
+
+
+def _spatial_levels(dim: int, kernels: list[int]) -> nn.ModuleList:
+    # depthwise 2D convolutions, as in image FocalNet
+    return nn.ModuleList(
+        nn.Sequential(nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim, bias=False), nn.GELU()) for k in kernels
+    )
+
+
+def _temporal_levels(dim: int, kernels: list[int]) -> nn.ModuleList:
+    # dense (not depthwise) 1D convolutions over frames, as in the released weights
+    return nn.ModuleList(
+        nn.Sequential(nn.Conv1d(dim, dim, k, padding=k // 2, bias=False), nn.GELU()) for k in kernels
+    )
+
+
+class _ModulationBase(nn.Module):
+    """Shared tail: optional LayerNorm after modulation, output projection, dropout."""
+
+    def __init__(self, dim: int, focal_level: int, normalize_modulator: bool, use_postln_in_modulation: bool,
+                 proj_drop: float):
+        super().__init__()
+        self.dim = dim
+        self.focal_level = focal_level
+        self.normalize_modulator = normalize_modulator
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.ln = nn.LayerNorm(dim) if use_postln_in_modulation else nn.Identity()
+
+    def _normalize(self, ctx_all: torch.Tensor) -> torch.Tensor:
+        return ctx_all / (self.focal_level + 1) if self.normalize_modulator else ctx_all
+
+    def _project(self, x_out: torch.Tensor) -> torch.Tensor:
+        return self.proj_drop(self.proj(self.ln(x_out)))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, focal_level={self.focal_level}"
+
+
+class SpatialFocalModulation(_ModulationBase):
+    """Image focal modulation applied to every frame independently (the `spatial` design)."""
+
+    def __init__(self, dim: int, focal_level: int, focal_window: int, focal_factor: int = 2, bias: bool = True,
+                 proj_drop: float = 0.0, normalize_modulator: bool = False, use_postln_in_modulation: bool = False):
+        super().__init__(dim, focal_level, normalize_modulator, use_postln_in_modulation, proj_drop)
+        self.f = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias)
+        self.h = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.focal_layers = _spatial_levels(dim, focal_kernel_sizes(focal_level, focal_window, focal_factor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, H, W, C = x.shape
+        x = self.f(x.flatten(0, 1)).permute(0, 3, 1, 2)  # (B*T, 2C+L+1, H, W)
+        q, ctx, gates = torch.split(x, (C, C, self.focal_level + 1), 1)
+        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3)))
+        x_out = (q * self.h(ctx_all)).permute(0, 2, 3, 1).unflatten(0, (B, T))
+        return self._project(x_out)
+
+
+class TemporalFocalModulation(_ModulationBase):
+    """Focal modulation along time only, at every spatial location (second half of `sequential`,
+    and the temporal encoder of `factorized`)."""
+
+    def __init__(self, dim: int, focal_level: int, focal_window: int, focal_factor: int = 2, bias: bool = True,
+                 proj_drop: float = 0.0, normalize_modulator: bool = False, use_postln_in_modulation: bool = False):
+        super().__init__(dim, focal_level, normalize_modulator, use_postln_in_modulation, proj_drop)
+        self.f = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias)
+        self.h = nn.Conv1d(dim, dim, kernel_size=1, bias=bias)
+        self.focal_layers = _temporal_levels(dim, focal_kernel_sizes(focal_level, focal_window, focal_factor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, H, W, C = x.shape
+        x = self.f(x.permute(0, 2, 3, 1, 4).reshape(B * H * W, T, C))  # (BHW, T, 2C+L+1)
+        q, ctx, gates = torch.split(x.transpose(1, 2), (C, C, self.focal_level + 1), 1)
+        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2,)))
+        x_out = (q * self.h(ctx_all)).reshape(B, H, W, C, T).permute(0, 4, 1, 2, 3)
+        return self._project(x_out)
+
+
+class SpatioTemporalFocalModulation(_ModulationBase):
+    """The published (`parallel`) design: spatial and temporal contexts aggregated side by side from
+    the same input, the query modulated by both: q * h(ctx_spatial) * h_t(ctx_temporal)."""
+
+    def __init__(self, dim: int, focal_level: int, focal_window: int, focal_factor: int = 2, bias: bool = True,
+                 proj_drop: float = 0.0, normalize_modulator: bool = False, use_postln_in_modulation: bool = False):
+        super().__init__(dim, focal_level, normalize_modulator, use_postln_in_modulation, proj_drop)
+        kernels = focal_kernel_sizes(focal_level, focal_window, focal_factor)
+        self.f = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias)
+        self.h = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.focal_layers = _spatial_levels(dim, kernels)
+        # the temporal branch has its own context and gates but shares the query
+        self.f_temporal = nn.Linear(dim, dim + focal_level + 1, bias=bias)
+        self.h_temporal = nn.Conv1d(dim, dim, kernel_size=1, bias=bias)
+        self.focal_layers_temporal = _temporal_levels(dim, kernels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, H, W, C = x.shape
+        L1 = self.focal_level + 1
+
+        xt = self.f_temporal(x.permute(0, 2, 3, 1, 4).reshape(B * H * W, T, C)).transpose(1, 2)  # (BHW, C+L+1, T)
+        ctx_t, gates_t = torch.split(xt, (C, L1), 1)
+        ctx_all_t = self._normalize(gated_focal_aggregation(ctx_t, gates_t, self.focal_layers_temporal, (2,)))
+        modulator_t = self.h_temporal(ctx_all_t)  # (BHW, C, T)
+        modulator_t = modulator_t.reshape(B, H, W, C, T).permute(0, 4, 3, 1, 2).flatten(0, 1)  # (BT, C, H, W)
+
+        xs = self.f(x.flatten(0, 1)).permute(0, 3, 1, 2)  # (BT, 2C+L+1, H, W)
+        q, ctx, gates = torch.split(xs, (C, C, L1), 1)
+        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3)))
+        modulator = self.h(ctx_all)
+
+        x_out = (q * modulator * modulator_t).permute(0, 2, 3, 1).unflatten(0, (B, T))
+        return self._project(x_out)
+
+
+class SequentialFocalModulation(nn.Module):
+    """Divided space-time: a spatial focal modulation, then a temporal one, each with its own
+    query, gates and projections."""
+
+    def __init__(self, dim: int, focal_level: int, focal_window: int, **kwargs):
+        super().__init__()
+        self.spatial = SpatialFocalModulation(dim, focal_level, focal_window, **kwargs)
+        self.temporal = TemporalFocalModulation(dim, focal_level, focal_window, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.temporal(self.spatial(x))
+
+
+class JointFocalModulation(_ModulationBase):
+    """One context aggregation over time and space together: depthwise k x k x k 3D convolutions,
+    and a global level over (T, H, W)."""
+
+    def __init__(self, dim: int, focal_level: int, focal_window: int, focal_factor: int = 2, bias: bool = True,
+                 proj_drop: float = 0.0, normalize_modulator: bool = False, use_postln_in_modulation: bool = False):
+        super().__init__(dim, focal_level, normalize_modulator, use_postln_in_modulation, proj_drop)
+        self.f = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias)
+        self.h = nn.Conv3d(dim, dim, kernel_size=1, bias=bias)
+        self.focal_layers = nn.ModuleList(
+            nn.Sequential(nn.Conv3d(dim, dim, k, padding=k // 2, groups=dim, bias=False), nn.GELU())
+            for k in focal_kernel_sizes(focal_level, focal_window, focal_factor)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C = x.shape[-1]
+        x = self.f(x).permute(0, 4, 1, 2, 3)  # (B, 2C+L+1, T, H, W)
+        q, ctx, gates = torch.split(x, (C, C, self.focal_level + 1), 1)
+        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3, 4)))
+        x_out = (q * self.h(ctx_all)).permute(0, 2, 3, 4, 1)
+        return self._project(x_out)
+
+
+_MODULATIONS: dict[str, type[nn.Module]] = {
+    "parallel": SpatioTemporalFocalModulation,
+    "sequential": SequentialFocalModulation,
+    "spatial": SpatialFocalModulation,
+    "joint": JointFocalModulation,
+    "factorized": SpatialFocalModulation,  # per-frame encoder; time is handled after the stages
+}
+
+
+def build_modulation(design: str, dim: int, focal_level: int, focal_window: int, **kwargs) -> nn.Module:
+    if design not in _MODULATIONS:
+        raise ValueError(f"unknown design {design!r}; choose one of {', '.join(DESIGNS)}")
+    return _MODULATIONS[design](dim, focal_level, focal_window, **kwargs)
