@@ -1,4 +1,8 @@
-"""`vfn bench {data,model,train}`: each benchmark lives in its own module."""
+"""`vfn bench {data,model,train} [options]`: each benchmark lives in its own module.
+
+Only the chosen benchmark's module is imported (the model benchmark runs on a GPU image without
+ray or mlflow); its own parser reads the remaining options.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,14 @@ BENCHMARKS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    for name, (module_name, help_text) in BENCHMARKS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        # bench modules keep heavy imports (ray, mlflow) inside run(), so this stays cheap
-        importlib.import_module(module_name).add_arguments(p)
-        p.set_defaults(_bench_module=module_name)
+    parser.epilog = "benchmarks: " + "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="options of the benchmark (see --help)")
 
 
 def run(args: argparse.Namespace) -> int:
-    module = importlib.import_module(args._bench_module)
-    return int(module.run(args) or 0)
+    module_name, description = BENCHMARKS[args.benchmark]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"vfn bench {args.benchmark}", description=description)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(args.options)) or 0)
