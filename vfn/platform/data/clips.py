@@ -1,0 +1,337 @@
+"""Encoded video bytes -> model input clips. Pure functions, no Ray.
+
+Decoding is decord from memory (`decord.VideoReader(io.BytesIO(data))`), reading only the
+frames a clip needs. Every random choice comes from an explicit `numpy.random.Generator`,
+so a clip is a pure function of (bytes, spec, rng state).
+
+Sampling, as the paper's released code really does it (mmaction `SampleFrames` with
+`clip_len=1, num_clips=NUM_FRAMES`):
+  * "segment" (TSN): split the video into `num_frames` equal segments and take one random
+    frame from each during training, the middle of each segment at test time. The released
+    configs' `frame_interval` has no effect in this mode.
+  * "dense": `num_frames` frames `frame_interval` apart from a random start.
+Short videos never fail: segments narrower than a frame repeat frames, and a dense span longer
+than the video repeats its last frame (order is kept, so temporal direction stays meaningful).
+
+Test views are deterministic: `num_clips` evenly offset clips x `num_crops` crops (1 centre crop
+after a short-side resize to `input_size*256/224`, or 3 crops along the long side after a
+short-side resize to `input_size`), in clip-major order. The released code draws its test
+clips at random, so its scores move between runs; these do not.
+
+Training augmentation (the paper's recipe): short-side resize to `input_size*256/224`, random
+resized crop to `input_size`, horizontal flip, colour jitter and grayscale with probabilities.
+The same parameters apply to every frame of a clip. Crop and resize are fused (the crop box is
+mapped back to the decoded frame, then one antialiased resize), which is cheaper and equal up to
+interpolation. Normalisation happens later, on the training device (`normalize`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CorruptVideoError(RuntimeError):
+    """The bytes could not be opened or the needed frames could not be decoded."""
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    num_frames: int = 8
+    frame_interval: int = 4  # used by sampling="dense" only (segment sampling ignores it)
+    sampling: Literal["segment", "dense"] = "segment"
+    input_size: int = 224
+    num_clips: int = 1  # test views: temporal clips
+    num_crops: int = 1  # test views: 1 (centre) or 3 (along the long side)
+
+    def __post_init__(self):
+        if self.num_frames < 1 or self.frame_interval < 1 or self.input_size < 8:
+            raise ValueError(f"invalid ClipSpec {self}: num_frames, frame_interval >= 1, input_size >= 8")
+        if self.sampling not in ("segment", "dense"):
+            raise ValueError(f"ClipSpec.sampling must be 'segment' or 'dense', got {self.sampling!r}")
+        if self.num_clips < 1 or self.num_crops not in (1, 3):
+            raise ValueError(f"ClipSpec needs num_clips >= 1 and num_crops in (1, 3), got {self.num_clips}, {self.num_crops}")
+
+    @property
+    def resize_short(self) -> int:
+        """Short side before cropping: 256 for 224 inputs, as in the paper's pipeline."""
+        return int(round(self.input_size * 256 / 224))
+
+    @property
+    def num_views(self) -> int:
+        return self.num_clips * self.num_crops
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    flip_prob: float = 0.5  # 0 for direction-sensitive data (Something-Something, synthetic)
+    color_jitter: float = 0.4  # brightness/contrast/saturation strength
+    hue: float = 0.1
+    color_jitter_prob: float = 0.8
+    grayscale_prob: float = 0.2
+    scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio
+
+    def __post_init__(self):
+        for name in ("flip_prob", "color_jitter_prob", "grayscale_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"AugmentSpec.{name} must be in [0, 1], got {v}")
+        if not (0 < self.scale[0] <= self.scale[1] <= 1.0):
+            raise ValueError(f"AugmentSpec.scale must satisfy 0 < lo <= hi <= 1, got {self.scale}")
+        if not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ValueError(f"AugmentSpec.ratio must satisfy 0 < lo <= hi, got {self.ratio}")
+
+
+# ---------------------------------------------------------------- frame indices
+
+
+def segment_indices(num_video_frames: int, num_frames: int, rng: np.random.Generator | None,
+                    offset: float = 0.5) -> np.ndarray:
+    """One frame per equal segment: random within the segment if `rng`, else at `offset` in [0, 1)."""
+    n = int(num_video_frames)
+    edges = np.arange(num_frames + 1) * (n / num_frames)
+    lo = np.floor(edges[:-1]).astype(np.int64)
+    hi = np.maximum(lo + 1, np.ceil(edges[1:]).astype(np.int64))  # exclusive; >= 1 frame wide
+    if rng is not None:
+        idx = lo + np.floor(rng.random(num_frames) * (hi - lo)).astype(np.int64)
+    else:
+        idx = np.floor(edges[:-1] + offset * (n / num_frames)).astype(np.int64)
+    return np.clip(idx, 0, n - 1)
+
+
+def dense_indices(num_video_frames: int, num_frames: int, frame_interval: int, start: int) -> np.ndarray:
+    idx = start + np.arange(num_frames, dtype=np.int64) * frame_interval
+    return np.minimum(idx, num_video_frames - 1)  # too short: repeat the last frame
+
+
+def train_indices(num_video_frames: int, clip: ClipSpec, rng: np.random.Generator) -> np.ndarray:
+    n = int(num_video_frames)
+    if clip.sampling == "segment":
+        return segment_indices(n, clip.num_frames, rng)
+    span = (clip.num_frames - 1) * clip.frame_interval + 1
+    start = int(rng.integers(0, n - span + 1)) if n > span else 0
+    return dense_indices(n, clip.num_frames, clip.frame_interval, start)
+
+
+def test_indices(num_video_frames: int, clip: ClipSpec) -> np.ndarray:
+    """(num_clips, num_frames) deterministic, evenly offset frame indices."""
+    n = int(num_video_frames)
+    rows = []
+    for k in range(clip.num_clips):
+        if clip.sampling == "segment":
+            rows.append(segment_indices(n, clip.num_frames, None, offset=(k + 0.5) / clip.num_clips))
+        else:
+            span = (clip.num_frames - 1) * clip.frame_interval + 1
+            start = int((n - span) * (k + 0.5) / clip.num_clips) if n > span else 0
+            rows.append(dense_indices(n, clip.num_frames, clip.frame_interval, start))
+    return np.stack(rows)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def open_video(data: bytes, num_threads: int = 1):
+    """A decord VideoReader over bytes in memory; CorruptVideoError if it cannot be opened."""
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's own messages for corrupt streams
+    try:
+        vr = decord.VideoReader(io.BytesIO(data), num_threads=num_threads)
+    except Exception as e:  # decord raises DECORDError / RuntimeError with ffmpeg text
+        raise CorruptVideoError(f"cannot open video: {_first_line(e)}") from None
+    if len(vr) < 1:
+        raise CorruptVideoError("video has no frames")
+    return vr
+
+
+def read_frames(vr, indices: np.ndarray) -> np.ndarray:
+    """Decode only the frames in `indices` (any order, repeats allowed) -> uint8 (N, H, W, 3)."""
+    flat = np.asarray(indices, dtype=np.int64).reshape(-1)
+    unique, inverse = np.unique(flat, return_inverse=True)
+    try:
+        frames = vr.get_batch(unique.tolist()).asnumpy()
+    except Exception as e:
+        raise CorruptVideoError(f"cannot decode frames: {_first_line(e)}") from None
+    if frames.ndim != 4 or frames.shape[0] != len(unique) or frames.shape[-1] != 3:
+        raise CorruptVideoError(f"decoder returned frames of shape {frames.shape}")
+    return frames[inverse]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[-1] if text else type(e).__name__)[:300]
+
+
+# ---------------------------------------------------------------- spatial ops
+
+
+def _crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """frames uint8 (T, H, W, 3), box (top, left, h, w) -> uint8 tensor (T, 3, size, size)."""
+    top, left, h, w = box
+    x = torch.from_numpy(frames[:, top:top + h, left:left + w]).permute(0, 3, 1, 2)
+    if (h, w) != (size, size):
+        # uint8 + antialias has a fast path in torchvision; memory_format keeps it cheap
+        x = TF.resize(x.contiguous(memory_format=torch.channels_last), [size, size], antialias=True)
+    return x.contiguous()
+
+
+def random_resized_box(height: int, width: int, clip: ClipSpec, aug: AugmentSpec,
+                       rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box on the short-side-resized frame, mapped back to (height, width)."""
+    r = clip.resize_short / min(height, width)
+    rh, rw = height * r, width * r
+    area = rh * rw
+    log_ratio = (math.log(aug.ratio[0]), math.log(aug.ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(aug.scale[0], aug.scale[1])
+        ar = math.exp(rng.uniform(*log_ratio))
+        w = math.sqrt(target * ar)
+        h = math.sqrt(target / ar)
+        if 0 < w <= rw and 0 < h <= rh:
+            top = rng.uniform(0, rh - h)
+            left = rng.uniform(0, rw - w)
+            break
+    else:  # fall back to a centre crop within the ratio bounds
+        in_ratio = rw / rh
+        if in_ratio < aug.ratio[0]:
+            w, h = rw, rw / aug.ratio[0]
+        elif in_ratio > aug.ratio[1]:
+            h, w = rh, rh * aug.ratio[1]
+        else:
+            w, h = rw, rh
+        top, left = (rh - h) / 2, (rw - w) / 2
+    return _to_pixels(top / r, left / r, h / r, w / r, height, width)
+
+
+def _to_pixels(top, left, h, w, height, width) -> tuple[int, int, int, int]:
+    h = max(1, min(height, int(round(h))))
+    w = max(1, min(width, int(round(w))))
+    top = min(max(0, int(round(top))), height - h)
+    left = min(max(0, int(round(left))), width - w)
+    return top, left, h, w
+
+
+def test_boxes(height: int, width: int, clip: ClipSpec) -> list[tuple[int, int, int, int]]:
+    """1 centre crop after resize to resize_short, or 3 crops along the long side after resize to input_size."""
+    short = min(height, width)
+    if clip.num_crops == 1:
+        side = short * clip.input_size / clip.resize_short
+        return [_to_pixels((height - side) / 2, (width - side) / 2, side, side, height, width)]
+    side = short  # short side resized to input_size: a crop spans it
+    if width >= height:
+        lefts = [0, (width - side) / 2, width - side]
+        return [_to_pixels(0, left, side, side, height, width) for left in lefts]
+    tops = [0, (height - side) / 2, height - side]
+    return [_to_pixels(top, 0, side, side, height, width) for top in tops]
+
+
+def color_augment(x: torch.Tensor, aug: AugmentSpec, rng: np.random.Generator) -> torch.Tensor:
+    """Clip-consistent colour jitter (random order, like torchvision) and grayscale, on uint8 (T, 3, H, W)."""
+    if aug.color_jitter_prob > 0 and rng.random() < aug.color_jitter_prob:
+        s = aug.color_jitter
+        ops = [
+            (TF.adjust_brightness, rng.uniform(max(0.0, 1 - s), 1 + s)),
+            (TF.adjust_contrast, rng.uniform(max(0.0, 1 - s), 1 + s)),
+            (TF.adjust_saturation, rng.uniform(max(0.0, 1 - s), 1 + s)),
+            (TF.adjust_hue, rng.uniform(-aug.hue, aug.hue)),
+        ]
+        for i in rng.permutation(len(ops)):
+            fn, factor = ops[i]
+            if fn is TF.adjust_hue and factor == 0:
+                continue
+            x = fn(x, float(factor))
+    if aug.grayscale_prob > 0 and rng.random() < aug.grayscale_prob:
+        x = TF.rgb_to_grayscale(x, num_output_channels=3)
+    return x
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def decode_train_clip(data: bytes, clip: ClipSpec, aug: AugmentSpec | None,
+                      rng: np.random.Generator, num_threads: int = 1) -> np.ndarray:
+    """Encoded video -> one augmented training clip, uint8 (T, 3, S, S).
+
+    `aug=None` gives the un-augmented training clip (random frames, centre crop).
+    """
+    vr = open_video(data, num_threads)
+    frames = read_frames(vr, train_indices(len(vr), clip, rng))
+    _, height, width, _ = frames.shape
+    if aug is None:
+        return _crop_resize(frames, test_boxes(height, width, clip)[0], clip.input_size).numpy()
+    box = random_resized_box(height, width, clip, aug, rng)
+    x = _crop_resize(frames, box, clip.input_size)
+    if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
+        x = x.flip(-1)
+    x = color_augment(x, aug, rng)
+    return np.ascontiguousarray(x.numpy())
+
+
+def decode_test_views(data: bytes, clip: ClipSpec, num_threads: int = 1) -> np.ndarray:
+    """Encoded video -> deterministic test views, uint8 (V, T, 3, S, S), V = num_clips * num_crops,
+    clip-major (all crops of clip 0, then clip 1, ...)."""
+    vr = open_video(data, num_threads)
+    idx = test_indices(len(vr), clip)  # (C, T)
+    frames = read_frames(vr, idx)  # (C*T, H, W, 3), decoded once
+    _, height, width, _ = frames.shape
+    frames = frames.reshape(clip.num_clips, clip.num_frames, height, width, 3)
+    boxes = test_boxes(height, width, clip)
+    views = [_crop_resize(frames[c], box, clip.input_size) for c in range(clip.num_clips) for box in boxes]
+    return torch.stack(views).numpy()
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 normalised, on x's device (do it after the copy to the GPU)."""
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1) * 255.0
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1) * 255.0
+    return (x.float() - m) / s
+
+
+class VideoMixup:
+    """timm's Mixup/CutMix (batch mode) for 5-D clips (B, T, 3, H, W): one lambda per batch and
+    one CutMix box shared by every frame (the box must not move between frames).
+
+    Returns (mixed float clips, soft targets with label smoothing). An odd batch mixes its first
+    B-1 clips and gives the last one plain smoothed targets (timm requires even batches).
+    """
+
+    def __init__(self, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
+                 switch_prob: float = 0.5, label_smoothing: float = 0.1, num_classes: int = 1000):
+        from timm.data import Mixup
+
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.enabled = prob > 0 and (mixup_alpha > 0 or cutmix_alpha > 0)
+        self._mixup = Mixup(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, prob=prob,
+                            switch_prob=switch_prob, mode="batch", label_smoothing=label_smoothing,
+                            num_classes=num_classes) if self.enabled else None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from timm.data.mixup import mixup_target
+
+        if x.ndim != 5:
+            raise ValueError(f"VideoMixup expects (B, T, 3, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError("VideoMixup needs float clips: normalize() them first")
+        b, t, c, h, w = x.shape
+        y = y.long()
+        target = mixup_target(y, self.num_classes, lam=1.0, smoothing=self.label_smoothing)
+        if not self.enabled or b < 2:
+            return x, target
+        n = b - (b % 2)
+        flat = x[:n].reshape(n, t * c, h, w)  # timm's cutmix boxes index the last two dims
+        flat, mixed = self._mixup(flat, y[:n])
+        x = torch.cat([flat.reshape(n, t, c, h, w), x[n:]]) if n < b else flat.reshape(b, t, c, h, w)
+        target = torch.cat([mixed, target[n:]]) if n < b else mixed
+        return x, target

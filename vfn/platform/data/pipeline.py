@@ -1,0 +1,145 @@
+"""Ray Data pipeline: Parquet shards -> decoded, augmented clips, streamed to Ray Train workers.
+
+    ds = build_dataset("shards/train", "train", ClipSpec(), AugmentSpec())
+    trainer = TorchTrainer(loop, datasets={"train": ds}, ...)
+    # in the loop: for batch in ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=8): ...
+
+Execution is streaming: shards are read, decoded and handed to trainers in small blocks, so memory
+stays bounded as the dataset grows (nothing is materialised). Training order changes every epoch:
+the shard files are shuffled per epoch, and rows are globally shuffled too while the encoded
+dataset is small enough (`full_shuffle_max_bytes`); beyond that pass `local_shuffle_buffer_size`
+to `iter_torch_batches` for row-level mixing. Augmentation randomness also changes per epoch; with
+a `seed` it is reproducible per (seed, epoch, video) as far as Ray's execution index allows.
+
+A video that fails to decode here yields `valid=False` and an all-zero clip of the right shape,
+so one bad file never kills a long run: the consumer skips and counts it and calls
+`check_corrupt_budget` to stop once corrupt videos exceed the allowed share.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+
+from vfn.platform.data.clips import (AugmentSpec, ClipSpec, CorruptVideoError, decode_test_views,
+                                     decode_train_clip)
+from vfn.platform.data.shards import list_shards, read_metadata, resolve
+
+log = logging.getLogger(__name__)
+
+
+class TooManyCorruptVideos(RuntimeError):
+    """More videos failed to decode than the configured share allows."""
+
+
+def check_corrupt_budget(corrupt: int, seen: int, max_share: float) -> None:
+    """Raise TooManyCorruptVideos if corrupt/seen exceeds max_share (a fraction in [0, 1])."""
+    if seen > 0 and corrupt / seen > max_share:
+        raise TooManyCorruptVideos(
+            f"{corrupt} of {seen} videos ({corrupt / seen:.1%}) could not be decoded, more than the allowed "
+            f"{max_share:.1%}; find them with `vfn data shard --full-probe` (rejected.csv) or raise the limit")
+
+
+def drop_invalid(batch: dict) -> tuple[dict, int]:
+    """Remove rows with valid=False from a batch (numpy or torch); returns (batch, number dropped)."""
+    valid = batch["valid"]
+    n_bad = int(len(valid) - valid.sum())
+    if n_bad == 0:
+        return batch, 0
+    return {k: v[valid] for k, v in batch.items()}, n_bad
+
+
+def _execution_index() -> int:
+    """Ray Data's per-execution counter (one execution per epoch); 0 if this Ray lacks it."""
+    try:
+        from ray.data import DataContext
+
+        return int(getattr(DataContext.get_current(), "_execution_idx", 0) or 0)
+    except Exception:
+        return 0
+
+
+def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
+                        num_threads: int) -> dict:
+    epoch = _execution_index()
+    n = len(batch["label"])
+    videos = np.zeros((n, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
+    valid = np.ones(n, bool)
+    batch_rng = np.random.default_rng() if seed is None else None
+    for i in range(n):
+        rng = batch_rng or np.random.default_rng([seed, epoch, int(batch["index"][i])])
+        try:
+            videos[i] = decode_train_clip(batch["video"][i], clip, aug, rng, num_threads)
+        except CorruptVideoError as e:
+            valid[i] = False
+            log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
+    return {"video": videos, "label": batch["label"].astype(np.int64), "valid": valid}
+
+
+def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int) -> dict:
+    n = len(batch["label"])
+    videos = np.zeros((n, clip.num_views, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
+    valid = np.ones(n, bool)
+    for i in range(n):
+        try:
+            videos[i] = decode_test_views(batch["video"][i], clip, num_threads)
+        except CorruptVideoError as e:
+            valid[i] = False
+            log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
+    index = batch["index"].astype(np.int64)
+    if index_map is not None:  # manifest positions with gaps (rejected videos) -> dense 0..N-1
+        index = np.searchsorted(index_map, index).astype(np.int64)
+    return {"video": videos, "label": batch["label"].astype(np.int64), "index": index, "valid": valid}
+
+
+def _total_bytes(files: list[str]) -> int:
+    total = 0
+    for f in files:
+        fs, p = resolve(f)
+        total += fs.get_file_info(p).size or 0
+    return total
+
+
+def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip: ClipSpec,
+                  aug: AugmentSpec | None = None, *, seed: int | None = None,
+                  shuffle: Literal["auto", "full", "files", "none"] = "auto",
+                  full_shuffle_max_bytes: int = 2 << 30, decode_batch_size: int = 4,
+                  num_cpus: float = 1.0, concurrency: int | tuple[int, int] | None = None,
+                  num_threads: int = 1):
+    """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.
+
+    train rows: video uint8 (T, 3, S, S), label int64, valid bool
+    val rows:   video uint8 (V, T, 3, S, S), label int64, index int64 (dense 0..N-1), valid bool
+    `num_cpus` is reserved per decode task: on a small machine where Train workers hold CPUs,
+    lower it (or give workers fractional CPUs) so decoding can still be scheduled.
+    """
+    import ray.data
+    from ray.data import FileShuffleConfig
+
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    files = list_shards(shards)
+    columns = ["index", "path", "label", "video"]
+    map_args = dict(batch_size=decode_batch_size, batch_format="numpy", num_cpus=num_cpus,
+                    concurrency=concurrency, zero_copy_batch=True, udf_modifying_row_count=False)
+    if split == "val":
+        ds = ray.data.read_parquet(files, columns=columns)
+        indices = np.sort(read_metadata(files, ["index"]).column("index").to_numpy())
+        index_map = None if np.array_equal(indices, np.arange(len(indices))) else indices
+        return ds.map_batches(_decode_val_batch, fn_kwargs=dict(clip=clip, index_map=index_map,
+                                                                num_threads=num_threads), **map_args)
+    if shuffle == "auto":
+        shuffle = "full" if _total_bytes(files) <= full_shuffle_max_bytes else "files"
+    file_shuffle = None
+    if shuffle in ("full", "files"):
+        file_shuffle = FileShuffleConfig(seed=seed) if seed is not None else "files"
+    ds = ray.data.read_parquet(files, columns=columns, shuffle=file_shuffle)
+    if shuffle == "full":
+        from ray.data import RandomSeedConfig
+
+        ds = ds.random_shuffle(seed=RandomSeedConfig(seed=seed, reseed_after_execution=True)
+                               if seed is not None else None)
+    return ds.map_batches(_decode_train_batch, fn_kwargs=dict(clip=clip, aug=aug, seed=seed,
+                                                              num_threads=num_threads), **map_args)
