@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs["focal_levels"] = args.focal_levels
     if args.focal_windows:
         kwargs["focal_windows"] = args.focal_windows
-    model = create_model(args.model, **kwargs)
+    with torch.device("meta"):  # shapes only: counting needs no weights or compute
+        model = create_model(args.model, **kwargs)
     params, gflops = count_flops(model, args.frames, args.size)
     clips, crops = (int(v) for v in args.views.lower().split("x"))
     print(f"{args.model} design={args.design} input={args.frames}x{args.size}x{args.size}")

@@ -131,7 +131,8 @@ class VideoFocalNet(nn.Module):
         self.patch_embed = PatchEmbed(in_chans, dims[0], patch_size, tubelet_size, use_conv_embed, True, patch_norm)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        drop_path = torch.linspace(0, drop_path_rate, sum(depths)).tolist()  # stochastic depth decay rule
+        n_blocks = sum(depths)  # stochastic depth decay rule: 0 -> drop_path_rate, linear over blocks
+        drop_path = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
         modulation_kwargs = dict(
             focal_factor=focal_factor,
             proj_drop=drop_rate,
