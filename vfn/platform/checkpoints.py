@@ -1,0 +1,70 @@
+"""Training checkpoints: one `checkpoint.pt` per Ray Train checkpoint directory.
+
+The file holds only tensors and plain Python values (model, optimiser, scheduler, scaler, EMA,
+epoch, global step, resolved config, MLflow run id), so `torch.load(..., weights_only=True)`
+reads it: no pickled code runs when a checkpoint is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FILE = "checkpoint.pt"
+RUN_INDEX = "vfn_run.json"  # written by the driver next to Ray's files: best/latest checkpoint, MLflow run
+
+
+class CheckpointError(ValueError):
+    """A path that is not a vfn checkpoint or run (one-line message)."""
+
+
+def save_state(directory: str | Path, state: dict[str, Any]) -> Path:
+    path = Path(directory) / CHECKPOINT_FILE
+    torch.save(state, path)
+    return path
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file (or a directory holding one) with weights_only=True."""
+    path = resolve_checkpoint(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: not a loadable vfn checkpoint ({first})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path}: not a vfn training checkpoint (no 'model'/'config' entries)")
+    return state
+
+
+def read_run_index(run_dir: str | Path) -> dict[str, Any]:
+    f = Path(run_dir) / RUN_INDEX
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def write_run_index(run_dir: str | Path, **entries: Any) -> None:
+    index = read_run_index(run_dir) | entries
+    (Path(run_dir) / RUN_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A checkpoint file from: the file itself, a Ray checkpoint directory, or a run directory
+    (its best checkpoint, or the latest when `which="latest"` or no best is recorded)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: no such checkpoint file or run directory")
+    if (p / CHECKPOINT_FILE).is_file():
+        return p / CHECKPOINT_FILE
+    index = read_run_index(p)
+    for key in (f"{which}_checkpoint", "latest_checkpoint"):
+        if index.get(key) and (Path(index[key]) / CHECKPOINT_FILE).is_file():
+            return Path(index[key]) / CHECKPOINT_FILE
+    found = sorted(p.glob(f"checkpoint_*/{CHECKPOINT_FILE}"), key=lambda f: f.stat().st_mtime)
+    if found:
+        return found[-1]
+    raise CheckpointError(f"{p}: no {CHECKPOINT_FILE} here, and no checkpoint_*/ directories (is it a vfn run?)")

@@ -1,0 +1,398 @@
+"""One validated experiment configuration: pydantic schema, YAML with `extends:`, dotted overrides.
+
+    cfg = load_config("experiments/k400_tiny.yaml", ["optim.lr=0.05", "scaling.num_workers=4"])
+    cfg = cfg.with_overrides({"model.design": "sequential"})   # what a Ray Tune trial does
+
+Every mistake is reported before Ray starts, as one `ConfigError` line that names the dotted key
+(and the closest valid key for a typo). `cfg.to_dict()` is the resolved config saved with each run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MODELS = ("videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base")
+DESIGNS = ("parallel", "sequential", "spatial", "joint", "factorized")
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, as one line naming the dotted key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class ModelConfig(_Section):
+    name: Literal[MODELS] = "videofocalnet_tiny"
+    design: Literal[DESIGNS] = "parallel"
+    embed_dim: int | None = Field(None, gt=0, description="overrides the zoo size (small models)")
+    depths: list[int] | None = Field(None, min_length=1, description="overrides the zoo depths")
+    drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    tubelet_size: int = Field(1, gt=0)
+    focal_levels: list[int] = [2, 2, 2, 2]
+    focal_windows: list[int] = [3, 3, 3, 3]
+    pretrained: str | None = Field(None, description="ImageNet FocalNet weights to inflate (file path)")
+    grad_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _stages(self):
+        stages = len(self.depths) if self.depths is not None else 4
+        for key in ("focal_levels", "focal_windows"):
+            if len(getattr(self, key)) != stages:
+                raise ValueError(f"{key} needs one entry per stage ({stages}), got {len(getattr(self, key))}")
+        return self
+
+
+class DataConfig(_Section):
+    train: str | None = Field(None, description="Parquet shard directory (or file) of the training split")
+    val: str | None = Field(None, description="Parquet shard directory (or file) of the validation split")
+    labels: str | None = Field(None, description="class-name CSV, for predictions and plots")
+    num_classes: int = Field(400, gt=1)
+    num_frames: int = Field(8, gt=0)
+    frame_interval: int = Field(4, gt=0)
+    sampling: Literal["segment", "dense"] = "dense"
+    input_size: int = Field(224, ge=32)
+    max_corrupt_share: float = Field(0.01, ge=0.0, le=1.0, description="fail the run above this share")
+    shuffle: Literal["auto", "full", "files", "none"] = "auto"
+    decode_cpus: float = Field(1.0, gt=0.0, description="CPUs reserved per decode task (Ray Data)")
+    decode_batch_size: int = Field(4, gt=0)
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.input_size % 32:
+            raise ValueError(f"input_size={self.input_size} must be a multiple of 32 (patch 4, three 2x merges)")
+        return self
+
+
+class AugmentConfig(_Section):
+    flip_prob: float = Field(0.5, ge=0.0, le=1.0)
+    color_jitter: float = Field(0.4, ge=0.0)
+    hue: float = Field(0.1, ge=0.0, le=0.5)
+    color_jitter_prob: float = Field(0.8, ge=0.0, le=1.0)
+    grayscale_prob: float = Field(0.2, ge=0.0, le=1.0)
+    scale: tuple[float, float] = Field((0.08, 1.0), description="random resized crop: area fraction")
+    ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random resized crop: aspect ratio")
+    mixup_alpha: float = Field(0.8, ge=0.0)
+    cutmix_alpha: float = Field(1.0, ge=0.0)
+    mixup_prob: float = Field(1.0, ge=0.0, le=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _scale(self):
+        lo, hi = self.scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {list(self.scale)}")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {list(self.ratio)}")
+        return self
+
+    @property
+    def mixup_enabled(self) -> bool:
+        return self.mixup_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+
+class OptimConfig(_Section):
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0, description="base learning rate, at a global batch of lr_scale_batch")
+    lr_scale_batch: int | None = Field(512, gt=0, description="lr = lr * global_batch / this; null: no scaling")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    epochs: int = Field(120, gt=0)
+    warmup_epochs: float = Field(20, ge=0.0)
+    warmup_lr: float = Field(1e-6, ge=0.0, description="learning rate at step 0 of the warm-up")
+    min_lr: float = Field(1e-6, ge=0.0, description="learning rate at the end of the cosine")
+    batch_size: int = Field(8, gt=0, description="clips per worker per micro-batch")
+    accum_steps: int = Field(1, gt=0, description="micro-batches per optimiser step")
+    clip_grad: float | None = Field(None, gt=0.0, description="max global gradient norm; null: off")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on a GPU that supports it, else fp16 with a scaler on GPU, fp32 on CPU"
+    )
+    ema: bool = False
+    ema_decay: float = Field(0.9998, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} must be below optim.epochs={self.epochs}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr} is above optim.lr={self.lr}")
+        return self
+
+
+class EvalConfig(_Section):
+    every_epochs: int = Field(1, gt=0, description="validate every N epochs (and after the last)")
+    num_clips: int = Field(4, gt=0)
+    num_crops: Literal[1, 3] = 3
+    batch_size: int = Field(4, gt=0, description="videos per worker per batch (x clips x crops views)")
+
+
+class ScalingConfig(_Section):
+    num_workers: int = Field(1, gt=0)
+    use_gpu: Literal["auto"] | bool = Field("auto", description="auto: GPU when the cluster has one")
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1: unlimited)")
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    tracking_uri: str | None = Field(
+        None, description="null: $MLFLOW_TRACKING_URI, else sqlite:///<output.root>/mlflow.db"
+    )
+    experiment: str = "video-focalnets"
+    run_name: str | None = None
+    parent_run_id: str | None = Field(None, description="log as a nested run of this MLflow run")
+    tags: dict[str, str] = {}
+    log_every_steps: int = Field(10, gt=0)
+
+
+class OutputConfig(_Section):
+    root: str = Field(".", description="work directory: Ray storage and the local MLflow store live here")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="run name (default: YAML stem)")
+    checkpoint_every: int = Field(1, gt=0, description="epochs between periodic checkpoints")
+    keep: int = Field(2, gt=0, description="checkpoints kept: the best by metric, plus always the latest")
+    metric: Literal["val_top1", "val_top5", "val_mean_class_acc"] = "val_top1"
+
+
+class DebugConfig(_Section):
+    """Fault injection for tests and drills: the run must survive it."""
+
+    kill_worker_after_epoch: int | None = Field(
+        None, ge=0, description="hard-exit one worker once, right after this epoch's checkpoint"
+    )
+    kill_rank: int = Field(1, ge=0)
+    max_steps_per_epoch: int | None = Field(None, gt=0, description="cap for smoke runs")
+
+
+class ExperimentConfig(_Section):
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    output: OutputConfig = OutputConfig()
+    debug: DebugConfig = DebugConfig()
+
+    @model_validator(mode="after")
+    def _cross(self):
+        if self.data.num_frames % self.model.tubelet_size:
+            raise ValueError(
+                f"data.num_frames={self.data.num_frames} is not divisible by model.tubelet_size={self.model.tubelet_size}"
+            )
+        if self.debug.kill_worker_after_epoch is not None and self.debug.kill_rank >= self.scaling.num_workers:
+            raise ValueError(f"debug.kill_rank={self.debug.kill_rank} >= scaling.num_workers")
+        return self
+
+    # -- derived values, one place ------------------------------------------------------------
+    @property
+    def global_batch(self) -> int:
+        return self.optim.batch_size * self.optim.accum_steps * self.scaling.num_workers
+
+    @property
+    def scaled_lr(self) -> float:
+        o = self.optim
+        return o.lr * self.global_batch / o.lr_scale_batch if o.lr_scale_batch else o.lr
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values (MLflow params, sweeps)."""
+        return flatten(self.to_dict())
+
+    def fingerprint(self, sections: tuple[str, ...] = ("seed", "model", "data", "augment", "optim", "eval", "scaling")) -> str:
+        d = {k: v for k, v in self.to_dict().items() if k in sections}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "ExperimentConfig":
+        """A new validated config with dotted overrides applied (dict of values or `key=value` strings)."""
+        raw = self.to_dict()
+        items = _parse_overrides(overrides) if isinstance(overrides, list) else overrides.items()
+        for key, value in items:
+            _set_dotted(raw, key, value)
+        return validate(raw)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML file with its `extends:` chain merged in (paths relative to the extending file)."""
+    path = Path(path).resolve()
+    if path in _chain:
+        raise ConfigError(f"{path.name}: `extends` cycle: {' -> '.join(p.name for p in (*_chain, path))}")
+    if not path.is_file():
+        where = f" (extended by {_chain[-1].name})" if _chain else ""
+        raise ConfigError(f"{path}: no such experiment file{where}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path.name}:{line} invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: top level must be a mapping, got {type(raw).__name__}")
+    parents = raw.pop("extends", None) or []
+    for parent in [parents] if isinstance(parents, str) else parents:
+        raw = _deep_merge(read_yaml(path.parent / parent, (*_chain, path)), raw)
+    return raw
+
+
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=0.05)")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed = value  # a plain string such as a path with ':' in it
+        out.append((key.strip(), parsed))
+    return out
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node, schema = raw, ExperimentConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = schema.model_fields if schema is not None else {}
+        if schema is not None and part not in fields:
+            raise ConfigError(_unknown_key(parts[:i], part, schema))
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        sub = fields[part].annotation if schema is not None else None
+        schema = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+        if schema is None and part != "tags":
+            raise ConfigError(f"{'.'.join(parts[: i + 1])} is a value, not a section: cannot set {key}")
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a section: cannot set {key}")
+
+
+def _unknown_key(prefix: list[str], name: str, schema: type[BaseModel]) -> str:
+    where = ".".join([*prefix, name])
+    valid = list(schema.model_fields)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    # a key put in the wrong section: look for it elsewhere
+    if not close and not prefix:
+        for section, field in ExperimentConfig.model_fields.items():
+            sub = field.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel) and name in sub.model_fields:
+                return f"unknown key '{where}' (did you mean '{section}.{name}'?)"
+    hint = f" (did you mean '{'.'.join([*prefix, close[0]])}'?)" if close else f" (valid: {', '.join(valid)})"
+    return f"unknown key '{where}'{hint}"
+
+
+def _schema_at(loc: tuple) -> type[BaseModel] | None:
+    schema: Any = ExperimentConfig
+    for part in loc:
+        field = schema.model_fields.get(part) if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+        if field is None:
+            return None
+        schema = field.annotation
+    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a raw dict; the first problem becomes one ConfigError line naming the dotted key."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        err = errors[0]
+        loc = _field_loc(err["loc"])
+        if err["type"] == "extra_forbidden":
+            schema = _schema_at(loc[:-1])
+            msg = _unknown_key(list(loc[:-1]), loc[-1], schema) if schema else f"unknown key '{'.'.join(loc)}'"
+            raise ConfigError(f"{source}: {msg}") from None
+        same = [x for x in errors if _field_loc(x["loc"]) == loc]  # a union: one error per member
+        text = " or ".join(dict.fromkeys(x["msg"].removeprefix("Value error, ") for x in same))
+        schema = _schema_at(loc)
+        first = re.split(r"[ =(]", text, maxsplit=1)[0]
+        if schema is not None and first in schema.model_fields:  # a cross-field check names its key
+            loc, text = (*loc, first), text[len(first):].lstrip(" =")
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or err["type"] == "value_error" else f" (got {given!r})"
+        rest = len(errors) - len(same)
+        more = f" [+{rest} more]" if rest else ""
+        key = f"{'.'.join(loc)}: " if loc else ""
+        raise ConfigError(f"{source}: {key}{text}{shown}{more}") from None
+
+
+def _field_loc(loc: tuple) -> tuple[str, ...]:
+    """The error location cut to real field names (pydantic appends union member tags)."""
+    out: list[str] = []
+    schema: Any = ExperimentConfig
+    for part in loc:
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            break
+        if part not in schema.model_fields:
+            out.append(str(part))  # an unknown key: keep it, stop
+            break
+        out.append(str(part))
+        schema = schema.model_fields[part].annotation
+    return tuple(out)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Experiment YAML (+ `extends:` chain) + `key=value` overrides -> validated config.
+
+    Relative data/weight paths are made absolute against the current directory, so Ray workers
+    (whose working directory differs) see the same files. `output.name` defaults to the file stem.
+    """
+    raw = read_yaml(path) if path else {}
+    for key, value in _parse_overrides(overrides or []):
+        _set_dotted(raw, key, value)
+    if path and not (raw.get("output") or {}).get("name"):
+        raw.setdefault("output", {})["name"] = Path(path).stem
+    cfg = validate(raw, Path(path).name if path else "config")
+    return absolutize(cfg)
+
+
+def absolutize(cfg: ExperimentConfig, base: str | Path | None = None) -> ExperimentConfig:
+    base = Path(base or Path.cwd())
+    updates = {}
+    for key in ("data.train", "data.val", "data.labels", "model.pretrained", "output.root"):
+        value = cfg.flat().get(key)
+        if value and "://" not in value and not Path(value).is_absolute():
+            updates[key] = str((base / value).resolve())
+    return cfg.with_overrides(updates) if updates else cfg
+
+
+def diff(a: ExperimentConfig, b: ExperimentConfig, sections: tuple[str, ...]) -> list[str]:
+    """Dotted keys (within `sections`) whose values differ, as 'key: old -> new'."""
+    fa, fb = a.flat(), b.flat()
+    keys = sorted(k for k in set(fa) | set(fb) if k.split(".")[0] in sections)
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in keys if fa.get(k) != fb.get(k)]
