@@ -1,0 +1,102 @@
+"""Sweep/ablation specs and reports, without Ray: every mistake is caught before Ray starts."""
+
+from __future__ import annotations
+
+import csv
+import re
+import math
+
+import pytest
+
+from vfn.platform.config import ConfigError
+from vfn.platform.report import TrialOutcome, ablation_rows, model_cost, to_markdown, write_report
+from vfn.platform.sweep_spec import SearchDim, load_sweep
+
+
+def write(tmp_path, text: str, name: str = "sweep.yaml"):
+    (tmp_path / "base.yaml").write_text("model: {embed_dim: 8, depths: [1, 1, 1, 1]}\ndata: {num_classes: 8, input_size: 32}\n")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_spec_loads_with_base_and_overrides(tmp_path):
+    path = write(tmp_path, """
+base: base.yaml
+overrides: {optim.epochs: 3, optim.warmup_epochs: 1}
+space:
+  model.design: {grid: [parallel, spatial]}
+  model.focal_levels: {grid: [[1, 1, 1, 1], [2, 2, 2, 2]]}
+  optim.lr: {loguniform: [0.001, 0.1]}
+seeds: [0, 1]
+scheduler: {type: asha, grace_period: 1}
+""")
+    spec, base = load_sweep(path, ["optim.batch_size=2"])
+    assert spec.name == "sweep" and spec.seeds == [0, 1]
+    assert base.optim.epochs == 3 and base.optim.batch_size == 2 and base.model.embed_dim == 8
+    assert spec.space["model.focal_levels"].kind == "grid"
+    assert spec.row_keys == ["model.design", "model.focal_levels", "optim.lr"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: base.yaml\nspace: {model.desing: {grid: [parallel]}}\n", "unknown key 'model.desing' (did you mean 'model.design'?)"),
+    ("base: base.yaml\nspace: {optim.lr: {loguniform: [0.1, 0.01]}}\n", "low < high"),
+    ("base: base.yaml\nspace: {optim.lr: {grid: [0.1], choice: [1]}}\n", "exactly one of"),
+    ("base: base.yaml\nspace: {optim.lr: {logunifrom: [0.001, 0.1]}}\n", "did you mean 'loguniform'"),
+    ("base: base.yaml\nseed: [1]\nspace: {optim.lr: {grid: [0.1]}}\n", "did you mean 'seeds'"),
+    ("base: base.yaml\nspace: {optim.lr: {grid: [0.1]}}\nscheduler: {type: asha, grace: 1}\n", "did you mean 'grace_period'"),
+    ("base: missing.yaml\nspace: {optim.lr: {grid: [0.1]}}\n", "no such experiment file"),
+    ("base: base.yaml\nspace: {}\n", "space"),
+])
+def test_spec_mistakes_fail_before_ray_with_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_sweep(write(tmp_path, text))
+
+
+def test_impossible_values_are_left_to_the_trial(tmp_path):
+    # focal_levels with 3 entries for 4 stages is a value error: the spec loads, that trial will fail
+    spec, base = load_sweep(write(tmp_path, "base: base.yaml\nspace: {model.focal_levels: {grid: [[2, 2, 2], [1, 1, 1, 1]]}}\n"))
+    with pytest.raises(ConfigError, match="focal_levels"):
+        base.with_overrides({"model.focal_levels": [2, 2, 2]})
+    assert base.with_overrides({"model.focal_levels": [1, 1, 1, 1]}).model.focal_levels == [1, 1, 1, 1]
+
+
+def test_search_dims_map_to_tune():
+    from ray import tune
+
+    assert SearchDim(grid=[1, 2]).to_tune() == {"grid_search": [1, 2]}
+    assert isinstance(SearchDim(loguniform=(1e-3, 1e-1)).to_tune(), tune.search.sample.Float)
+    assert isinstance(SearchDim(choice=["a", "b"]).to_tune(), tune.search.sample.Categorical)
+
+
+def test_ablation_rows_mean_std_over_seeds_and_failures(tmp_path):
+    outcomes = [
+        TrialOutcome({"model.design": "parallel"}, 0, {"val_top1": 0.80, "val_top5": 1.0, "clips_per_s": 10.0}),
+        TrialOutcome({"model.design": "parallel"}, 1, {"val_top1": 0.60, "val_top5": 0.9, "clips_per_s": 12.0}),
+        TrialOutcome({"model.design": "spatial"}, 0, {"val_top1": 0.25, "val_top5": 0.7, "clips_per_s": 20.0}),
+        TrialOutcome({"model.design": "spatial"}, 1, {}, error="ConfigError: model.focal_levels: needs one entry per stage"),
+    ]
+    cost = {"design=parallel": (1.5, 0.25), "design=spatial": (1.2, 0.2)}
+    rows = ablation_rows(outcomes, ["model.design"], cost)
+    parallel, spatial = rows
+    assert parallel["top1_mean"] == pytest.approx(70.0) and parallel["top1_std"] == pytest.approx(math.sqrt(200))
+    assert parallel["clips_per_s"] == pytest.approx(11.0) and parallel["seeds"] == 2
+    assert spatial["seeds"] == 1 and spatial["failed"] == 1 and "needs one entry" in spatial["errors"]
+    md = to_markdown(rows, ["model.design"], "design ablation", chance=0.125)
+    assert "| parallel | 1.50 | 0.25 | 70.0 ± 14.1 | 95.0 ± 7.1 | 11.0 | 2 |" in md
+    assert "Chance: 12.5%" in md and "1 failed" in md
+    paths = write_report(rows, ["model.design"], tmp_path / "report", "design ablation", 0.125)
+    with paths["csv"].open() as f:
+        assert [r["model.design"] for r in csv.DictReader(f)] == ["parallel", "spatial"]
+    assert paths["png"].stat().st_size > 1000
+
+
+def test_model_cost_of_a_config_matches_flops_counter(tmp_path):
+    from vfn.model import create_model
+    from vfn.model.flops import count_flops
+
+    _, base = load_sweep(write(tmp_path, "base: base.yaml\nspace: {model.design: {grid: [joint]}}\n"))
+    cfg = base.with_overrides({"model.design": "joint"})
+    model = create_model("videofocalnet_tiny", design="joint", embed_dim=8, depths=[1, 1, 1, 1], num_classes=8,
+                         num_frames=cfg.data.num_frames, img_size=32)
+    assert model_cost(cfg) == pytest.approx(count_flops(model, cfg.data.num_frames, 32))

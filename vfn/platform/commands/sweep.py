@@ -1,0 +1,39 @@
+"""`vfn sweep SWEEP.yaml [key=value ...]`: a Ray Tune sweep of full training runs.
+
+Overrides apply to the base experiment (e.g. `output.root=/mnt/runs optim.epochs=10`).
+Re-running the same command after an interruption resumes the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+KIND = "sweep"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="sweep YAML (see experiments/sweeps/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the base experiment")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: local or RAY_ADDRESS)")
+
+
+def run(args: argparse.Namespace, kind: str = KIND) -> int:
+    from vfn.platform.config import ConfigError
+    from vfn.platform.sweep import run_sweep
+    from vfn.platform.sweep_spec import load_sweep
+
+    try:
+        spec, base = load_sweep(args.spec, args.overrides)
+    except ConfigError as e:  # before Ray starts
+        print(f"vfn {kind}: {e}", file=sys.stderr)
+        return 2
+    result = run_sweep(spec, base, kind=kind, ray_init_kwargs={"address": args.address} if args.address else None)
+    failed = [o for o in result.outcomes if o.error]
+    print()
+    print(result.table)
+    print(f"{kind} '{result.name}': {len(result.outcomes)} trials ({len(failed)} failed) in {result.seconds:.0f} s")
+    print(f"report: {result.report['markdown'].parent}")
+    if result.parent_run_id:
+        print(f"MLflow parent run {result.parent_run_id} ({result.tracking_uri})")
+    return 1 if failed and len(failed) == len(result.outcomes) else 0

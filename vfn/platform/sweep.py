@@ -1,0 +1,228 @@
+"""`vfn sweep` / `vfn ablate`: Ray Tune trials, each a full Ray Train run, nested in MLflow.
+
+Ray 2.60's pattern for Train V2: a Tune *function* trainable launches a `TorchTrainer`
+(through `run_training`, the same entry point as `vfn train`) with `TuneReportCallback`, so
+per-epoch metrics reach Tune's scheduler (ASHA). The trial driver itself holds no CPU; the
+trainer's workers do, and `max_concurrent_trials` keeps trials within the cluster.
+
+Re-running the same command after the driver died restores the experiment (`Tuner.restore`):
+finished trials are kept, unfinished ones continue from their last training checkpoint (each
+trial's training run is named after its trial id, so `run_training` resumes it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ExperimentConfig, validate
+from .report import TrialOutcome, ablation_rows, model_cost, row_name, write_report
+from .sweep_spec import SweepSpec
+
+STATE_FILE = "vfn_sweep.json"
+
+
+@dataclass
+class SweepResult:
+    name: str
+    experiment_dir: Path
+    parent_run_id: str | None
+    tracking_uri: str | None
+    outcomes: list[TrialOutcome]
+    seconds: float
+    report: dict[str, Path] | None = None
+    table: str | None = None
+
+
+def trial_overrides(spec: SweepSpec, params: dict[str, Any], seed: int, trial_id: str,
+                    parent_run_id: str | None) -> dict[str, Any]:
+    t = spec.trial
+    return {
+        **params,
+        "seed": seed,
+        "output.name": f"{spec.name}-{trial_id}",
+        "scaling.num_workers": t.num_workers,
+        "scaling.cpus_per_worker": t.cpus_per_worker,
+        "scaling.use_gpu": t.use_gpu,
+        **({"tracking.parent_run_id": parent_run_id} if parent_run_id else {}),
+    }
+
+
+def _run_trial(config: dict[str, Any], *, base: dict[str, Any], spec: dict[str, Any],
+               parent_run_id: str | None) -> None:
+    """One Tune trial: an ordinary training run of the trial's config, reporting to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from .train import run_training
+
+    spec_ = SweepSpec.model_validate(spec)
+    trial_id = tune.get_context().get_trial_id()
+    # an impossible value in the search space raises ConfigError here: this trial fails with its reason
+    cfg = validate(base).with_overrides(trial_overrides(spec_, config["params"], config["seed"], trial_id, parent_run_id))
+    setting = ", ".join(f"{k}={v}" for k, v in config["params"].items())
+    run_training(
+        cfg,
+        parent_run_id=parent_run_id,
+        run_name=f"{setting} seed={config['seed']}"[:250],
+        extra_tags={"vfn.sweep": spec_.name or "", "vfn.trial_id": trial_id},
+        progress=False,
+        callbacks=[TuneReportCallback()],
+    )
+
+
+def _resources(spec: SweepSpec) -> tuple[int, bool]:
+    """(max concurrent trials, GPU) from the cluster's resources and one trial's needs."""
+    import ray
+
+    total = ray.cluster_resources()
+    t = spec.trial
+    use_gpu = t.use_gpu if isinstance(t.use_gpu, bool) else total.get("GPU", 0) >= 1
+    fits = int(total.get("CPU", 1) // (t.num_workers * t.cpus_per_worker))
+    if use_gpu:
+        fits = min(fits, int(total.get("GPU", 0) // t.num_workers))
+    if fits < 1:
+        raise RuntimeError(
+            f"one trial needs {t.num_workers} workers x {t.cpus_per_worker} CPU{' + 1 GPU' if use_gpu else ''}, "
+            f"the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs: lower trial.num_workers"
+        )
+    return spec.max_concurrent_trials or fits, use_gpu
+
+
+def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: Path, kind: str) -> tuple[str | None, str | None]:
+    """The sweep's MLflow parent run: reopened from the state file on restore, else created."""
+    if not base.tracking.enabled:
+        return None, None
+    from mlflow.tracking import MlflowClient
+
+    from .tracking import tracking_uri
+
+    uri = tracking_uri(base)
+    client = MlflowClient(tracking_uri=uri)
+    if state_path.is_file():
+        run_id = json.loads(state_path.read_text()).get("parent_run_id")
+        if run_id:
+            client.update_run(run_id, status="RUNNING")
+            return run_id, uri
+    exp = client.get_experiment_by_name(base.tracking.experiment)
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:///") and not base.tracking.tracking_uri:
+            location = (Path(base.output.root).resolve() / "mlartifacts").as_uri()
+        exp_id = client.create_experiment(base.tracking.experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    run = client.create_run(exp_id, run_name=spec.name, tags={"vfn.kind": kind, "vfn.sweep": spec.name or ""})
+    from mlflow.entities import Param
+
+    params = [Param(f"space.{k}", json.dumps(d.model_dump(exclude_none=True))[:6000]) for k, d in spec.space.items()]
+    params += [Param("seeds", json.dumps(spec.seeds)), Param("metric", spec.metric), Param("mode", spec.mode),
+               Param("num_samples", str(spec.num_samples)),
+               Param("scheduler", spec.scheduler.type if spec.scheduler else "fifo")]
+    params += [Param(f"base.{k}", str(v)[:6000]) for k, v in base.flat().items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[i : i + 100])
+    return run.info.run_id, uri
+
+
+def _outcomes(result_grid, spec: SweepSpec) -> list[TrialOutcome]:
+    outcomes = []
+    for r in result_grid:
+        config = r.config or {}
+        error = None
+        if r.error is not None:
+            text = str(r.error).strip()
+            # Tune wraps the trial's exception: keep the line that says what went wrong
+            lines = [ln for ln in text.splitlines() if "Error:" in ln] or text.splitlines() or [type(r.error).__name__]
+            error = lines[-1].strip()
+        outcomes.append(TrialOutcome(
+            setting=dict(config.get("params", {})), seed=int(config.get("seed", 0)),
+            metrics={k: v for k, v in (r.metrics or {}).items() if isinstance(v, (int, float))},
+            error=error, trial_id=(r.metrics or {}).get("trial_id", ""),
+        ))
+    return outcomes
+
+
+def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
+              ray_init_kwargs: dict | None = None) -> SweepResult:
+    import ray
+    from ray import tune
+
+    t0 = time.time()
+    storage = Path(base.output.root).resolve() / "ray_results"
+    exp_dir = storage / spec.name
+    state_path = exp_dir / STATE_FILE
+    if not ray.is_initialized():
+        ray.init(**{"include_dashboard": False, **(ray_init_kwargs or {})})
+    concurrent, _ = _resources(spec)
+    parent_run_id, uri = _parent_run(base, spec, state_path, kind)
+
+    trainable = tune.with_resources(
+        functools.partial(_run_trial, base=base.to_dict(), spec=spec.model_dump(mode="json"), parent_run_id=parent_run_id),
+        {"cpu": 0},
+    )
+    if tune.Tuner.can_restore(str(exp_dir)):
+        print(f"{kind}: resuming {exp_dir} (finished trials are kept)")
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        scheduler = None
+        if spec.scheduler and spec.scheduler.type == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=spec.scheduler.grace_period,
+                                      reduction_factor=spec.scheduler.reduction_factor,
+                                      max_t=spec.scheduler.max_t or base.optim.epochs)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"params": {k: d.to_tune() for k, d in spec.space.items()}, "seed": tune.grid_search(spec.seeds)},
+            tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                                        scheduler=scheduler, max_concurrent_trials=concurrent),
+            run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=1),
+        )
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps({"parent_run_id": parent_run_id, "tracking_uri": uri, "kind": kind}))
+    grid = tuner.fit()
+    outcomes = _outcomes(grid, spec)
+    result = SweepResult(spec.name or "", exp_dir, parent_run_id, uri, outcomes, time.time() - t0)
+    _finish(result, spec, base, kind)
+    return result
+
+
+def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: str) -> None:
+    """Write the results table (and for ablations the report), log them to the parent run."""
+    out_dir = result.experiment_dir / "report"
+    keys = spec.row_keys
+    cost = {}
+    for o in result.outcomes:
+        name = row_name(o.setting, keys)
+        if name not in cost:
+            try:
+                cost[name] = model_cost(base.with_overrides(o.setting))
+            except Exception:  # an impossible setting: its trial failed already, its cost is unknown
+                cost[name] = (math.nan, math.nan)
+    rows = ablation_rows(result.outcomes, keys, cost)
+    title = spec.report.title or f"{spec.name}: {', '.join(keys)}"
+    chance = 1.0 / base.data.num_classes
+    result.report = write_report(rows, keys, out_dir, title, chance)
+    result.table = result.report["markdown"].read_text()
+    if result.parent_run_id:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=result.tracking_uri)
+        for path in result.report.values():
+            client.log_artifact(result.parent_run_id, str(path), "report")
+        ok = [o for o in result.outcomes if o.error is None and spec.metric in o.metrics]
+        if ok:
+            best = (max if spec.mode == "max" else min)(ok, key=lambda o: o.metrics[spec.metric])
+            client.log_metric(result.parent_run_id, f"best_{spec.metric}", best.metrics[spec.metric])
+            client.set_tag(result.parent_run_id, "best_setting", row_name(best.setting, keys) + f", seed={best.seed}")
+        client.log_metric(result.parent_run_id, "trials_failed", sum(o.error is not None for o in result.outcomes))
+        client.log_metric(result.parent_run_id, "wall_time_s", result.seconds)
+        client.set_terminated(result.parent_run_id, "FINISHED")
+
