@@ -123,7 +123,7 @@ def train_indices(num_video_frames: int, clip: ClipSpec, rng: np.random.Generato
     return dense_indices(n, clip.num_frames, clip.frame_interval, start)
 
 
-def test_indices(num_video_frames: int, clip: ClipSpec) -> np.ndarray:
+def eval_indices(num_video_frames: int, clip: ClipSpec) -> np.ndarray:
     """(num_clips, num_frames) deterministic, evenly offset frame indices."""
     n = int(num_video_frames)
     rows = []
@@ -221,7 +221,7 @@ def _to_pixels(top, left, h, w, height, width) -> tuple[int, int, int, int]:
     return top, left, h, w
 
 
-def test_boxes(height: int, width: int, clip: ClipSpec) -> list[tuple[int, int, int, int]]:
+def eval_boxes(height: int, width: int, clip: ClipSpec) -> list[tuple[int, int, int, int]]:
     """1 centre crop after resize to resize_short, or 3 crops along the long side after resize to input_size."""
     short = min(height, width)
     if clip.num_crops == 1:
@@ -268,7 +268,7 @@ def decode_train_clip(data: bytes, clip: ClipSpec, aug: AugmentSpec | None,
     frames = read_frames(vr, train_indices(len(vr), clip, rng))
     _, height, width, _ = frames.shape
     if aug is None:
-        return _crop_resize(frames, test_boxes(height, width, clip)[0], clip.input_size).numpy()
+        return _crop_resize(frames, eval_boxes(height, width, clip)[0], clip.input_size).numpy()
     box = random_resized_box(height, width, clip, aug, rng)
     x = _crop_resize(frames, box, clip.input_size)
     if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
@@ -281,11 +281,11 @@ def decode_test_views(data: bytes, clip: ClipSpec, num_threads: int = 1) -> np.n
     """Encoded video -> deterministic test views, uint8 (V, T, 3, S, S), V = num_clips * num_crops,
     clip-major (all crops of clip 0, then clip 1, ...)."""
     vr = open_video(data, num_threads)
-    idx = test_indices(len(vr), clip)  # (C, T)
+    idx = eval_indices(len(vr), clip)  # (C, T)
     frames = read_frames(vr, idx)  # (C*T, H, W, 3), decoded once
     _, height, width, _ = frames.shape
     frames = frames.reshape(clip.num_clips, clip.num_frames, height, width, 3)
-    boxes = test_boxes(height, width, clip)
+    boxes = eval_boxes(height, width, clip)
     views = [_crop_resize(frames[c], box, clip.input_size) for c in range(clip.num_clips) for box in boxes]
     return torch.stack(views).numpy()
 

@@ -1,0 +1,111 @@
+"""Ray Data pipeline end to end on the shared local Ray (2 CPUs): shards -> decoded clips -> Train workers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import VIDEOS
+from vfn.platform.data.clips import AugmentSpec, ClipSpec
+from vfn.platform.data.pipeline import TooManyCorruptVideos, build_dataset, check_corrupt_budget, drop_invalid
+from vfn.platform.data.shards import SCHEMA, write_shards
+from vfn.platform.data.synth import make_synthetic_dataset
+
+CLIP = ClipSpec(num_frames=8, input_size=32)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, shared_dir):
+    d = tmp_path_factory.mktemp("pipe")
+    ds = make_synthetic_dataset(d / "synth", 40, seed=0)
+    train = write_shards(ds.train_manifest, str(d / "train"), root=ds.root, max_shard_bytes=40_000,
+                         num_workers=1, progress=False)
+    # a corrupt video that got into a shard anyway (e.g. written by another tool): met at training time
+    corrupt = {"index": 10_000, "path": "corrupted.mp4", "label": 0, "video": (VIDEOS / "corrupted.mp4").read_bytes(),
+               "frames": 50, "fps": 10.0, "height": 720, "width": 1280, "codec": "h264", "num_bytes": 1}
+    pq.write_table(pa.Table.from_pylist([corrupt], schema=SCHEMA), d / "train" / "shard-99999.parquet")
+    # validation manifest with a corrupt file: rejected while sharding, leaving a gap in `index`
+    val_manifest = d / "val.csv"
+    lines = open(ds.val_manifest).read().splitlines()
+    val_manifest.write_text("\n".join([lines[0], f"{VIDEOS / 'corrupted.mp4'},1", *lines[1:]]) + "\n")
+    val = write_shards(str(val_manifest), str(d / "val"), root=ds.root, num_workers=1, progress=False)
+    assert len(val.rejected) == 1 and len(train.shards) > 1
+    labels = sorted(int(x.split(",")[1]) for x in open(ds.train_manifest).read().split())
+    val_labels = [int(x.split(",")[1]) for x in lines]
+    return d, labels, val_labels
+
+
+@pytest.mark.ray
+def test_train_and_val_datasets(ray_session, data):
+    d, labels, val_labels = data
+    ds = build_dataset(str(d / "train"), "train", CLIP, AugmentSpec(flip_prob=0.0), seed=0)
+    epochs = []
+    for _ in range(2):
+        seen, corrupt, clips = [], 0, {}
+        for batch in ds.iter_torch_batches(batch_size=8):
+            assert batch["video"].dtype.is_floating_point is False
+            assert tuple(batch["video"].shape[1:]) == (8, 3, 32, 32)
+            bad = (~batch["valid"]).sum().item()
+            if bad:
+                assert batch["video"][~batch["valid"]].sum() == 0  # zero clip of the right shape
+            good, n_bad = drop_invalid(batch)
+            corrupt += n_bad
+            seen += good["label"].tolist()
+            for v, y in zip(good["video"], good["label"]):
+                clips.setdefault(int(y), []).append(v.float().mean().item())
+        assert corrupt == 1  # counted, not fatal
+        assert sorted(seen) == labels  # every good video once per epoch
+        epochs.append((seen, clips))
+    # a new order and new augmentation every epoch
+    assert epochs[0][0] != epochs[1][0]
+    assert sorted(sum(epochs[0][1].values(), [])) != sorted(sum(epochs[1][1].values(), []))
+    check_corrupt_budget(1, len(labels) + 1, max_share=0.05)
+    with pytest.raises(TooManyCorruptVideos, match="1 of 10 videos"):
+        check_corrupt_budget(1, 10, max_share=0.05)
+
+    val = build_dataset(str(d / "val"), "val", ClipSpec(num_frames=8, input_size=32, num_clips=2, num_crops=3))
+    rows = {}
+    for _ in range(2):  # deterministic views
+        for batch in val.iter_batches(batch_size=4, batch_format="numpy"):
+            assert batch["video"].shape[1:] == (6, 8, 3, 32, 32) and batch["valid"].all()
+            for i, y, v in zip(batch["index"], batch["label"], batch["video"]):
+                rows.setdefault(int(i), []).append((int(y), v.astype(np.float32).mean()))
+    assert sorted(rows) == list(range(len(val_labels)))  # dense 0..N-1 despite the rejected row
+    assert [rows[i][0][0] for i in range(len(val_labels))] == val_labels
+    assert all(a == b for a, b in rows.values())
+
+
+@pytest.mark.ray
+def test_split_between_two_train_workers(ray_session, data):
+    """What Ray Train does for `datasets={"train": ds}`: a streaming split, one iterator per worker,
+    consumed concurrently (`get_dataset_shard(...).iter_torch_batches()` in each worker)."""
+    d, labels, _ = data
+    ds = build_dataset(str(d / "train"), "train", CLIP, AugmentSpec(flip_prob=0.0))
+    shards = ds.streaming_split(2, equal=True)
+    shares = [None, None]
+
+    def consume(rank):
+        seen, corrupt = [], 0
+        for batch in shards[rank].iter_torch_batches(batch_size=4):
+            good, n_bad = drop_invalid(batch)
+            seen += good["label"].tolist()
+            corrupt += n_bad
+        shares[rank] = (seen, corrupt)
+
+    threads = [threading.Thread(target=consume, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert all(s is not None for s in shares), "a split iterator did not finish"
+    (a, bad_a), (b, bad_b) = shares
+    assert len(a) + bad_a == len(b) + bad_b  # equal shares
+    assert 0 < len(a) < len(labels) and 0 < len(b) < len(labels)
+    # together every video once (an equal split may drop one row of the 33)
+    assert not (Counter(a) + Counter(b)) - Counter(labels)
+    assert len(a) + len(b) + bad_a + bad_b >= len(labels)
