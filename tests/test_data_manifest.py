@@ -89,3 +89,13 @@ def test_label_name_lists(shared_dir, tmp_path):
     assert read_label_names(_write(tmp_path / "plain.txt", "cat\ndog\n")) == ["cat", "dog"]
     with pytest.raises(ManifestError, match="ids are not 0..1"):
         read_label_names(_write(tmp_path / "gap.csv", "id,name\n0,a\n2,b\n"))
+
+
+def test_row_problems_and_missing_files_are_listed_together_in_line_order(root, tmp_path):
+    m = _write(tmp_path / "mixed.csv", "clips/gone.mp4,1\nclips/one_second.mp4,-1\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifest(m, root=root, num_classes=3)
+    lines = str(e.value).splitlines()
+    assert "2 problem(s)" in lines[0]
+    assert lines[1].strip().startswith(f"{m}:1: missing video file")
+    assert lines[2].strip() == f"{m}:2: label -1 out of range [0, 3)"

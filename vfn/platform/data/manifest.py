@@ -54,7 +54,7 @@ def _parse_label(text: str) -> int | None:
         return None
 
 
-def _rows_from_text(path: str, text: str, problems: list[str]) -> list[tuple[int, str, str]]:
+def _rows_from_text(path: str, text: str, problems: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """(line, path, label text) rows of a CSV or space-separated manifest."""
     lines = text.splitlines()
     content = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
@@ -72,14 +72,14 @@ def _rows_from_text(path: str, text: str, problems: list[str]) -> list[tuple[int
         for lineno, ln in content:
             fields = next(csv.reader([ln]))
             if len(fields) <= max(pi, li):
-                problems.append(f"{path}:{lineno}: unreadable row {ln.strip()!r} (expected path,label)")
+                problems.append((lineno, f"{path}:{lineno}: unreadable row {ln.strip()!r} (expected path,label)"))
                 continue
             rows.append((lineno, fields[pi].strip(), fields[li]))
         return rows
     for lineno, ln in content:
         parts = ln.strip().rsplit(None, 1)
         if len(parts) != 2:
-            problems.append(f"{path}:{lineno}: unreadable row {ln.strip()!r} (expected 'path label')")
+            problems.append((lineno, f"{path}:{lineno}: unreadable row {ln.strip()!r} (expected 'path label')"))
             continue
         if lineno == content[0][0] and parts[0].lower() == "path" and parts[1].lower() == "label":
             continue  # header in a space-separated file
@@ -87,7 +87,7 @@ def _rows_from_text(path: str, text: str, problems: list[str]) -> list[tuple[int
     return rows
 
 
-def _rows_from_parquet(path: str, problems: list[str]) -> list[tuple[int, str, str]]:
+def _rows_from_parquet(path: str, problems: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -111,7 +111,7 @@ def read_manifest(manifest: str | os.PathLike, root: str | os.PathLike | None = 
     root = None if root is None else str(root)
     if root is not None and check_files and not os.path.isdir(root):
         raise ManifestError(f"{root}: data root is not a directory")
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []  # (line, message)
     if manifest.endswith(".parquet"):
         rows = _rows_from_parquet(manifest, problems)
     else:
@@ -121,25 +121,25 @@ def read_manifest(manifest: str | os.PathLike, root: str | os.PathLike | None = 
     for lineno, vpath, label_text in rows:
         label = _parse_label(label_text)
         if not vpath:
-            problems.append(f"{manifest}:{lineno}: empty path")
+            problems.append((lineno, f"{manifest}:{lineno}: empty path"))
             continue
         if label is None:
-            problems.append(f"{manifest}:{lineno}: label {label_text.strip()!r} is not an integer")
+            problems.append((lineno, f"{manifest}:{lineno}: label {label_text.strip()!r} is not an integer"))
             continue
         if label < 0 or (num_classes is not None and label >= num_classes):
             bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-            problems.append(f"{manifest}:{lineno}: label {label} out of range {bound}")
+            problems.append((lineno, f"{manifest}:{lineno}: label {label} out of range {bound}"))
             continue
         records.append(VideoRecord(vpath, label, lineno, root))
-    if problems:
-        _raise(problems, manifest)
+    missing = []
+    if check_files:  # listed together with row problems: one pass fixes the whole manifest
+        missing = [(r.line, f"{manifest}:{r.line}: missing video file {r.full_path}") for r in records
+                   if "://" not in r.full_path and not os.path.isfile(r.full_path)]
+    if problems or missing:
+        what = f"{manifest}: {len(missing)} of {len(records)} video files missing" if missing else manifest
+        _raise([text for _, text in sorted(problems + missing)], what)
     if not records:
         raise ManifestError(f"{manifest}: manifest has no videos")
-    if check_files:
-        missing = [f"{manifest}:{r.line}: missing video file {r.full_path}" for r in records
-                   if "://" not in r.full_path and not os.path.isfile(r.full_path)]
-        if missing:
-            _raise(missing, f"{manifest}: {len(missing)} of {len(records)} video files missing")
     return records
 
 

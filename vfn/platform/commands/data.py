@@ -1,0 +1,136 @@
+"""`vfn data {synth,shard,check,info}`: synthetic dataset, Parquet video shards, manifest checks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic temporal-order dataset (H.264 MP4 + manifests)",
+                       description="Write a synthetic action dataset whose classes differ only in temporal "
+                                   "order (pairs such as moving left/right), with train.csv, val.csv, labels.csv.")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--videos", type=int, default=800, help="number of videos (train + val)")
+    p.add_argument("--classes", type=int, default=8, help="even number of classes, 2..10")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64, help="frame height and width (even)")
+    p.add_argument("--frames", type=int, default=16, help="frames per video")
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--workers", type=int, default=2, help="encoding processes")
+
+    p = sub.add_parser("shard", help="pack the videos of a manifest into Parquet shards",
+                       description="Pack videos into Parquet shards (bytes + label + probed metadata). "
+                                   "Undecodable videos go to rejected.csv; re-running skips finished shards.")
+    p.add_argument("manifest", help="path,label CSV, 'path label' text, or Parquet with path/label columns")
+    p.add_argument("--root", default=None, help="directory the manifest's paths are relative to")
+    p.add_argument("--out", required=True, help="shard directory (local path or pyarrow filesystem URI)")
+    p.add_argument("--shard-size-mb", type=float, default=256.0, help="target shard size")
+    p.add_argument("--num-classes", type=int, default=None, help="labels must be in [0, N)")
+    p.add_argument("--full-probe", action="store_true",
+                   help="decode every frame while probing (default: first, middle and last frame)")
+    p.add_argument("--workers", type=int, default=None, help="probing processes (default: CPU count, max 8)")
+
+    p = sub.add_parser("check", help="validate a manifest (and optionally decode every video)")
+    p.add_argument("manifest")
+    p.add_argument("--root", default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--labels", default=None, help="class-name list (id,name CSV); sets --num-classes")
+    p.add_argument("--probe", action="store_true", help="also open and decode sample frames of every video")
+
+    p = sub.add_parser("info", help="summarise Parquet shards: videos, classes, resolutions, codecs")
+    p.add_argument("shards", help="shard directory, file or URI")
+    p.add_argument("--labels", default=None, help="class-name list to print names")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vfn.platform.data.manifest import ManifestError
+
+    try:
+        return {"synth": _synth, "shard": _shard, "check": _check, "info": _info}[args.data_command](args)
+    except (ManifestError, FileNotFoundError, ValueError) as e:
+        print(f"vfn data {args.data_command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _synth(args) -> int:
+    from vfn.platform.data.synth import make_synthetic_dataset
+
+    ds = make_synthetic_dataset(args.out, args.videos, seed=args.seed, num_classes=args.classes, size=args.size,
+                                num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
+                                num_workers=args.workers)
+    print(f"wrote {args.videos} videos, {ds.num_classes} classes to {ds.root}")
+    print(f"  train manifest: {ds.train_manifest}\n  val manifest:   {ds.val_manifest}\n  labels:         {ds.labels_csv}")
+    print(f"next: vfn data shard {ds.train_manifest} --root {ds.root} --out {ds.root}/shards/train")
+    return 0
+
+
+def _shard(args) -> int:
+    from vfn.platform.data.shards import write_shards
+
+    report = write_shards(args.manifest, args.out, root=args.root, max_shard_bytes=int(args.shard_size_mb * 2**20),
+                          full_probe=args.full_probe, num_workers=args.workers, num_classes=args.num_classes)
+    print(report.summary())
+    for path, label, line, reason in report.rejected[:10]:
+        print(f"  rejected {args.manifest}:{line} {path}: {reason}")
+    if len(report.rejected) > 10:
+        print(f"  ... {len(report.rejected) - 10} more in {args.out}/rejected.csv")
+    return 0 if report.videos else 1
+
+
+def _check(args) -> int:
+    from vfn.platform.data.manifest import read_label_names, read_manifest
+
+    num_classes = args.num_classes
+    if args.labels:
+        num_classes = len(read_label_names(args.labels))
+    records = read_manifest(args.manifest, root=args.root, num_classes=num_classes)
+    counts = Counter(r.label for r in records)
+    print(f"{args.manifest}: {len(records)} videos, {len(counts)} classes "
+          f"(per class min {min(counts.values())}, max {max(counts.values())})")
+    if num_classes is not None and len(counts) < num_classes:
+        print(f"  note: {num_classes - len(counts)} of {num_classes} classes have no video")
+    if not args.probe:
+        return 0
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vfn.platform.data.shards import _probe_file
+
+    with ProcessPoolExecutor() as pool:
+        results = list(pool.map(_probe_file, [(r.full_path, False) for r in records], chunksize=4))
+    bad = [(r, reason) for r, (meta, reason) in zip(records, results) if meta is None]
+    for r, reason in bad[:20]:
+        print(f"  {args.manifest}:{r.line}: {r.path}: {reason}")
+    print(f"probed {len(records)} videos: {len(bad)} undecodable")
+    return 1 if bad else 0
+
+
+def _info(args) -> int:
+    import numpy as np
+
+    from vfn.platform.data.manifest import read_label_names
+    from vfn.platform.data.shards import list_shards, read_metadata
+
+    files = list_shards(args.shards)
+    meta = read_metadata(files).to_pydict()
+    n = len(meta["label"])
+    print(f"{args.shards}: {len(files)} shards, {n} videos, {sum(meta['num_bytes']) / 2**20:.1f} MiB of video")
+    if not n:
+        return 0
+    names = read_label_names(args.labels) if args.labels else None
+    counts = Counter(meta["label"])
+    print(f"  classes: {len(counts)} (per class min {min(counts.values())}, max {max(counts.values())})")
+    if names and len(counts) <= 20:
+        for label, c in sorted(counts.items()):
+            print(f"    {label:4d} {names[label] if label < len(names) else '?':30s} {c}")
+    frames, fps = np.array(meta["frames"]), np.array(meta["fps"])
+    print(f"  frames: min {frames.min()}, median {int(np.median(frames))}, max {frames.max()}; "
+          f"fps median {np.median(fps):.1f}")
+    res = Counter(f"{h}x{w}" for h, w in zip(meta["height"], meta["width"]))
+    print("  resolutions (h x w): " + ", ".join(f"{k} ({v})" for k, v in res.most_common(5)))
+    print("  codecs: " + ", ".join(f"{k} ({v})" for k, v in Counter(meta["codec"]).most_common()))
+    return 0
