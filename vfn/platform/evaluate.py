@@ -119,3 +119,131 @@ def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: to
         if on_batch is not None:
             on_batch(b)
     model.train(was_training)
+
+
+# -- `vfn eval`: a checkpoint on a validation/test split, distributed over Ray Train workers -------
+
+
+def eval_loop_per_worker(config: dict) -> dict | None:
+    import ray.train
+    import ray.train.torch
+
+    from .checkpoints import load_state
+    from .config import ExperimentConfig
+    from .train import autocast_for, build_model, resolve_precision
+
+    cfg = ExperimentConfig.model_validate(config["cfg"])
+    device = ray.train.torch.get_device()
+    model = build_model(cfg, load_pretrained=False)
+    state = load_state(config["checkpoint"])
+    model.load_state_dict(state["ema"] if config.get("use_ema") and state.get("ema") else state["model"])
+    model.to(device)
+    autocast = autocast_for(resolve_precision(cfg, device), device)
+    acc = EvalAccumulator(cfg.data.num_classes, config["num_videos"], device)
+    evaluate_batches(model, ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=cfg.eval.batch_size),
+                     acc, device, autocast)
+    acc.all_reduce()
+    res = acc.result()
+    if ray.train.get_context().get_world_rank() == 0:
+        return {**res.metrics("eval_"), "confusion": res.confusion.tolist()}
+    return None
+
+
+def run_evaluation(
+    checkpoint: str,
+    data: str,
+    *,
+    overrides: list[str] | None = None,
+    workdir: str = ".",
+    num_workers: int | None = None,
+    use_ema: bool = False,
+    log_to_mlflow: bool = True,
+    ray_init_kwargs: dict | None = None,
+) -> tuple[EvalResult, dict]:
+    """Evaluate a training checkpoint on Parquet shards; logs to the checkpoint's MLflow run when
+    its store is reachable, else to a new run in `<workdir>/mlflow.db`. Returns (result, info)."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .checkpoints import load_state, resolve_checkpoint
+    from .config import validate
+    from .data.shards import count_videos
+    from .train import _init_ray, _split_config, build_datasets
+
+    path = resolve_checkpoint(checkpoint)
+    state = load_state(path)
+    cfg = validate(state["config"], f"{path} (saved config)")
+    cfg = cfg.with_overrides({"data.val": str(Path(data).resolve()), "data.train": None})
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    if num_workers:
+        cfg = cfg.with_overrides({"scaling.num_workers": num_workers})
+    num_videos = count_videos(cfg.data.val)
+    _init_ray(ray_init_kwargs)
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
+    storage = Path(workdir).resolve() / "runs"
+    t0 = time.time()
+    trainer = TorchTrainer(
+        eval_loop_per_worker,
+        train_loop_config=dict(cfg=cfg.to_dict(), checkpoint=str(path), num_videos=num_videos, use_ema=use_ema),
+        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
+        run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage)),
+        datasets=build_datasets(cfg, splits=("val",)),
+        dataset_config=_split_config(),
+    )
+    out = trainer.fit().return_value
+    confusion = np.asarray(out.pop("confusion"), dtype=np.int64)
+    res = EvalResult(top1=out["eval_top1"], top5=out["eval_top5"], mean_class_acc=out["eval_mean_class_acc"],
+                     videos=int(out["eval_videos"]), corrupt=int(out["eval_corrupt"]), confusion=confusion)
+    info = {"checkpoint": str(path), "seconds": time.time() - t0, "views": f"{cfg.eval.num_clips}x{cfg.eval.num_crops}"}
+    if log_to_mlflow and cfg.tracking.enabled:
+        info.update(_log_evaluation(cfg, state, res, data, workdir))
+    return res, info
+
+
+def _log_evaluation(cfg, state: dict, res: EvalResult, data: str, workdir: str) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from .data.manifest import read_label_names
+    from .tracking import _client, plot_confusion, start_run, tracking_uri
+
+    uri, run_id = tracking_uri(cfg), state.get("mlflow_run_id")
+    local_db = uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
+    client = None
+    if run_id and not local_db:
+        try:
+            client = _client(uri)
+            client.get_run(run_id)
+        except MlflowException:
+            client = None
+    if client is None:  # the training store is not here: a new run in the work directory's store
+        cfg = cfg.with_overrides({"output.root": str(Path(workdir).resolve()), "tracking.tracking_uri": None})
+        uri = tracking_uri(cfg)
+        with tempfile.TemporaryDirectory() as d:
+            run_id = start_run(cfg, d, run_name=f"eval {cfg.output.name}", tags={"vfn.kind": "eval"})
+        client = _client(uri)
+    from mlflow.entities import Metric
+
+    import time
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in res.metrics("eval_").items()])
+    client.set_tag(run_id, "eval.data", str(Path(data).resolve()))
+    labels = read_label_names(cfg.data.labels) if cfg.data.labels and Path(cfg.data.labels).is_file() else None
+    with tempfile.TemporaryDirectory() as d:
+        png = plot_confusion(res.confusion, labels, Path(d) / "eval_confusion_matrix.png",
+                             f"eval {cfg.output.name}: top-1 {100 * res.top1:.1f}%")
+        client.log_artifact(run_id, str(png))
+    return {"mlflow_run_id": run_id, "tracking_uri": uri}

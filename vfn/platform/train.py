@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -211,6 +212,7 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     o = cfg.optim
 
     torch.manual_seed(cfg.seed)  # same initial weights everywhere (DDP also broadcasts them)
@@ -478,13 +480,15 @@ def run_training(
     extra_tags: dict[str, str] | None = None,
     progress: bool = True,
     ray_init_kwargs: dict | None = None,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Train (or continue) the run described by a validated config; returns its final metrics.
 
     This is the entry point a Ray Tune trial calls with its own config; `parent_run_id`,
-    `run_name` and `extra_tags` let a sweep nest its trials under one MLflow run.
+    `run_name` and `extra_tags` let a sweep nest its trials under one MLflow run; `callbacks`
+    are Ray Train callbacks (e.g. Tune's `TuneReportCallback`).
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     t0 = time.time()
@@ -514,6 +518,11 @@ def run_training(
     import ray
 
     use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
+    from ray.data import DataContext
+
+    data_ctx = DataContext.get_current()  # our progress line replaces Ray Data's per-operator bars
+    data_ctx.enable_progress_bars = False
+    data_ctx.print_on_execution_start = False
     board = None
     if progress:
         from .progress import ProgressBoard
@@ -535,6 +544,8 @@ def run_training(
                 checkpoint_score_attribute=cfg.output.metric if plan.val_videos else None,
                 checkpoint_score_order="max",
             ),
+            logging_config=LoggingConfig(log_level="WARNING"),
+            callbacks=callbacks,
         ),
         datasets=datasets,
         dataset_config=_split_config(),

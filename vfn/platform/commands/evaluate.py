@@ -1,0 +1,38 @@
+"""`vfn eval CHECKPOINT_OR_RUN --data SHARDS`: multi-view evaluation (clips x crops, softmax-averaged),
+every video counted once across workers; printed and logged to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt, a checkpoint directory, or a run directory (its best checkpoint)")
+    parser.add_argument("--data", required=True, help="Parquet shards of the split to evaluate")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.num_clips=4 eval.num_crops=3")
+    parser.add_argument("--workers", type=int, default=None, help="Ray Train workers (default: as trained)")
+    parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    parser.add_argument("--workdir", default=".", help="where Ray storage (and a fallback MLflow store) go")
+    parser.add_argument("--no-mlflow", action="store_true", help="print only")
+    parser.add_argument("--address", default=None, help="Ray cluster address")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vfn.platform.checkpoints import CheckpointError
+    from vfn.platform.config import ConfigError
+    from vfn.platform.evaluate import EvaluationCountError, run_evaluation
+
+    init = {"log_to_driver": False, **({"address": args.address} if args.address else {})}
+    try:
+        res, info = run_evaluation(args.checkpoint, args.data, overrides=args.overrides, workdir=args.workdir,
+                                   num_workers=args.workers, use_ema=args.ema, log_to_mlflow=not args.no_mlflow,
+                                   ray_init_kwargs=init)
+    except (ConfigError, CheckpointError, EvaluationCountError) as e:
+        print(f"vfn eval: {e}", file=sys.stderr)
+        return 2
+    print(f"{info['checkpoint']} ({info['views']} views, {info['seconds']:.0f} s)")
+    print(res.summary())
+    if info.get("mlflow_run_id"):
+        print(f"logged to MLflow run {info['mlflow_run_id']} ({info['tracking_uri']})")
+    return 0
