@@ -34,6 +34,8 @@ def test_round_trip_metadata_and_rejects(manifest, tmp_path):
     assert len(shards) == len(report.shards) > 1  # bounded size: several shards
     for s in shards:  # no shard over the bound unless it holds one larger video
         t = pq.read_table(s)
+        col = pq.ParquetFile(s).metadata.row_group(0).column(t.column_names.index("video"))
+        assert "DICTIONARY" not in str(col.encodings)  # stored as is: repeated files are not deduplicated
         assert t.num_rows == 1 or sum(t.column("num_bytes").to_pylist()) <= 700_000
     assert count_videos(str(out)) == 6
     rows = {}

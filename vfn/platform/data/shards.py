@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import posixpath
 import sys
@@ -114,6 +115,12 @@ def _codec_name(data: bytes) -> str:
         return "unknown"
 
 
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started by forkserver, not fork: a fork taken after torch/decord started
+    their thread pools can deadlock in the child."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
 def _probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
     path, full = args
     try:
@@ -205,7 +212,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
                                                "shards": plan}))
     report = ShardReport(out=str(out_dir))
     workers = num_workers or min(8, os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = process_pool(workers) if workers > 1 else None
     try:
         for k, rows in enumerate(plan):
             name = f"shard-{k:05d}.parquet"
@@ -241,7 +248,10 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
 
 def _write_shard(fs, shard_path: str, records: list[VideoRecord], good: list[tuple[int, dict]]) -> None:
     tmp = posixpath.join(posixpath.dirname(shard_path), "." + posixpath.basename(shard_path) + ".tmp")
-    with fs.open_output_stream(tmp) as sink, pq.ParquetWriter(sink, SCHEMA, compression="none") as writer:
+    # video bytes are already compressed and unique: no codec, no dictionary (which would also
+    # silently deduplicate repeated files)
+    with fs.open_output_stream(tmp) as sink, pq.ParquetWriter(sink, SCHEMA, compression="none",
+                                                              use_dictionary=["path", "codec"]) as writer:
         batch: list[dict] = []
         size = 0
         for i, meta in good:

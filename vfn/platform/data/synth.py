@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +194,9 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_videos: int, seed: in
         if not (root / rel).exists():  # re-running completes an interrupted dataset
             jobs.append((str(root / rel), label, seed, i, size, num_frames, fps))
     if num_workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(num_workers) as pool:
+        from vfn.platform.data.shards import process_pool
+
+        with process_pool(num_workers) as pool:
             list(pool.map(_make_one, jobs, chunksize=16))
     else:
         for job in jobs:

@@ -1,0 +1,213 @@
+"""`vfn bench data`: decoded training clips/s through the full Ray Data pipeline, against the
+raw decord bound (decode the same frames, nothing else), and peak memory for two dataset sizes
+10x apart (streaming execution should keep it flat).
+
+Data: the real Kinetics-style clips in ../shared/videos (corrupt one excluded), repeated to the
+wanted number of rows and packed into Parquet shards like any user dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+SHARED_VIDEOS = ["kinetics_arm_wrestling.mp4", "kinetics_yoga.mp4", "flipping_a_pancake.mkv", "short_test.avi",
+                 "one_second.mp4"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--videos", type=int, default=40, help="rows of the small dataset (the large one has 10x)")
+    parser.add_argument("--scale", type=int, default=10, help="size of the large dataset relative to the small")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs for the local Ray")
+    parser.add_argument("--videos-dir", default=None,
+                        help="directory with the shared test videos (default: $VFN_SHARED/videos or ../shared/videos)")
+    parser.add_argument("--workdir", default=None, help="where shards go (default: a temporary directory)")
+
+
+def _videos_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    shared = os.environ.get("VFN_SHARED")
+    if shared:
+        return Path(shared) / "videos"
+    return Path(__file__).resolve().parents[2].parent / "shared" / "videos"
+
+
+# ---------------------------------------------------------------- memory of the whole Ray tree
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages (Ray's object store) are split, not double counted."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss_mb(root: int | None = None) -> float:
+    root = root or os.getpid()
+    tree, stack, total = _children(), [root], 0
+    while stack:
+        pid = stack.pop()
+        total += _pss_kb(pid)
+        stack += tree.get(pid, [])
+    return total / 1024
+
+
+class PeakMemory:
+    """Samples the PSS of this process and all its descendants (Ray's raylet, workers) in a thread."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.peak, self._stop = interval, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_pss_mb())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_pss_mb())
+
+
+# ---------------------------------------------------------------- the measurements
+
+
+def _raw_decord(datas: list[bytes], frames: int, seed: int = 0) -> float:
+    """Decode exactly the frames a training clip samples (segment sampling), nothing else."""
+    import numpy as np
+
+    from vfn.platform.data.clips import ClipSpec, open_video, read_frames, train_indices
+
+    clip, rng = ClipSpec(num_frames=frames), np.random.default_rng(seed)
+    t = time.perf_counter()
+    for d in datas:
+        vr = open_video(d)
+        read_frames(vr, train_indices(len(vr), clip, rng))
+    return len(datas) / (time.perf_counter() - t)
+
+
+def _decode_augment(datas: list[bytes], frames: int, size: int, seed: int = 0) -> float:
+    import numpy as np
+
+    from vfn.platform.data.clips import AugmentSpec, ClipSpec, decode_train_clip
+
+    clip, aug, rng = ClipSpec(num_frames=frames, input_size=size), AugmentSpec(), np.random.default_rng(seed)
+    t = time.perf_counter()
+    for d in datas:
+        decode_train_clip(d, clip, aug, rng)
+    return len(datas) / (time.perf_counter() - t)
+
+
+def _parallel(fn, datas, procs: int, *args) -> float:
+    """Throughput of `fn` split over `procs` processes (the bound with the same CPUs as Ray gets)."""
+    from vfn.platform.data.shards import process_pool
+
+    chunks = [datas[i::procs] for i in range(procs)]
+    with process_pool(procs) as pool:
+        list(pool.map(fn, [c[:2] for c in chunks], *[[a] * procs for a in args]))  # warm the workers
+        t = time.perf_counter()
+        list(pool.map(fn, chunks, *[[a] * procs for a in args]))
+        return len(datas) / (time.perf_counter() - t)
+
+
+def _epoch(ds, batch_size: int) -> tuple[int, int, float]:
+    n = bad = 0
+    t = time.perf_counter()
+    for batch in ds.iter_torch_batches(batch_size=batch_size):
+        n += len(batch["label"])
+        bad += int((~batch["valid"]).sum())
+    return n, bad, n / (time.perf_counter() - t)
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    from vfn.platform.data.clips import AugmentSpec, ClipSpec
+    from vfn.platform.data.pipeline import build_dataset
+    from vfn.platform.data.shards import count_videos, write_shards
+
+    vdir = _videos_dir(args.videos_dir)
+    missing = [v for v in SHARED_VIDEOS if not (vdir / v).is_file()]
+    if missing:
+        print(f"vfn bench data: error: {vdir} lacks {missing} (pass --videos-dir)")
+        return 2
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vfn_bench_data_"))
+    sizes = {"small": args.videos, "large": args.videos * args.scale}
+    shards = {}
+    for name, n in sizes.items():
+        manifest = work / f"{name}.csv"
+        manifest.write_text("".join(f"{vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]},{i % 5}\n" for i in range(n)))
+        report = write_shards(str(manifest), str(work / name), max_shard_bytes=64 << 20, progress=False)
+        shards[name] = str(work / name)
+        assert count_videos(shards[name]) == n, report.summary()
+    datas = [(vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]).read_bytes() for i in range(args.videos)]
+    size_mb = sum(len(d) for d in datas) / len(datas) / 2**20
+    print(f"data: {len(SHARED_VIDEOS)} Kinetics-style clips (240-320p, 164-310 frames, {size_mb:.2f} MB avg) "
+          f"repeated to {sizes['small']} and {sizes['large']} rows; clips {args.frames}x{args.input_size}; "
+          f"{args.cpus} CPUs")
+
+    raw1 = _raw_decord(datas, args.frames)
+    aug1 = _decode_augment(datas, args.frames, args.input_size)
+    rawp = _parallel(_raw_decord, datas, args.cpus, args.frames)
+    augp = _parallel(_decode_augment, datas, args.cpus, args.frames, args.input_size)
+    print(f"raw decord bound (sampled frames only): {raw1:7.1f} clips/s on 1 process, "
+          f"{rawp:7.1f} clips/s on {args.cpus}")
+    print(f"decode + augment (pure functions):      {aug1:7.1f} clips/s on 1 process, "
+          f"{augp:7.1f} clips/s on {args.cpus}")
+
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+        clip = ClipSpec(num_frames=args.frames, input_size=args.input_size)
+        idle = tree_pss_mb()
+        results = {}
+        for name in ("small", "large"):
+            ds = build_dataset(shards[name], "train", clip, AugmentSpec())
+            if name == "small":
+                _epoch(ds, args.batch_size)  # warm-up: worker start, imports
+            with PeakMemory() as mem:
+                n, bad, rate = _epoch(ds, args.batch_size)
+            results[name] = (n, rate, mem.peak)
+            print(f"Ray Data pipeline, {name:5s} ({n:5d} clips): {rate:7.1f} clips/s, peak memory (PSS of "
+                  f"driver + Ray processes) {mem.peak:7.0f} MB (idle Ray {idle:.0f} MB); corrupt {bad}")
+        (n_s, rate_s, mem_s), (n_l, rate_l, mem_l) = results["small"], results["large"]
+        print(f"summary: pipeline {rate_s:.1f} clips/s = {rate_s / rawp:.0%} of the raw decord bound on "
+              f"{args.cpus} CPUs ({rate_s / augp:.0%} of decode+augment); peak memory {mem_s:.0f} MB -> "
+              f"{mem_l:.0f} MB for {args.scale}x the videos ({mem_l / mem_s:.2f}x)")
+    finally:
+        ray.shutdown()
+    return 0
