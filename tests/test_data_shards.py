@@ -80,3 +80,16 @@ def test_list_shards_errors(tmp_path):
         list_shards(str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="vfn data shard"):
         list_shards(str(tmp_path))
+
+
+def test_fsspec_filesystem_uri(shared_dir, tmp_path):
+    """Any fsspec protocol works like s3:// or gs:// (memory:// here: no network in tests)."""
+    m = tmp_path / "m.csv"
+    m.write_text("one_second.mp4,2\nrotated_90.mov,1\n")
+    uri = f"memory://vfn-test-{tmp_path.name}/shards"
+    report = write_shards(str(m), uri, root=str(VIDEOS), num_workers=1, progress=False)
+    assert report.shards == [f"{uri}/shard-00000.parquet"]
+    assert list_shards(uri) == report.shards and count_videos(uri) == 2
+    assert read_metadata(uri).column("path").to_pylist() == ["one_second.mp4", "rotated_90.mov"]
+    again = write_shards(str(m), uri, root=str(VIDEOS), num_workers=1, progress=False)
+    assert again.skipped == 1 and again.written == 0

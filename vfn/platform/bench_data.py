@@ -9,11 +9,15 @@ wanted number of rows and packed into Parquet shards like any user dataset.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+_say = functools.partial(print, flush=True)
 
 SHARED_VIDEOS = ["kinetics_arm_wrestling.mp4", "kinetics_yoga.mp4", "flipping_a_pancake.mkv", "short_test.avi",
                  "one_second.mp4"]
@@ -25,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--shard-mb", type=float, default=8.0,
+                        help="shard size; small enough that the small dataset already spans several "
+                             "shards, so both sizes run with the same parallelism")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs for the local Ray")
     parser.add_argument("--videos-dir", default=None,
                         help="directory with the shared test videos (default: $VFN_SHARED/videos or ../shared/videos)")
@@ -161,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     vdir = _videos_dir(args.videos_dir)
     missing = [v for v in SHARED_VIDEOS if not (vdir / v).is_file()]
     if missing:
-        print(f"vfn bench data: error: {vdir} lacks {missing} (pass --videos-dir)")
+        print(f"vfn bench data: error: {vdir} lacks {missing} (pass --videos-dir)", file=sys.stderr)
         return 2
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vfn_bench_data_"))
     sizes = {"small": args.videos, "large": args.videos * args.scale}
@@ -169,22 +176,24 @@ def run(args: argparse.Namespace) -> int:
     for name, n in sizes.items():
         manifest = work / f"{name}.csv"
         manifest.write_text("".join(f"{vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]},{i % 5}\n" for i in range(n)))
-        report = write_shards(str(manifest), str(work / name), max_shard_bytes=64 << 20, progress=False)
+        report = write_shards(str(manifest), str(work / name), max_shard_bytes=int(args.shard_mb * 2**20),
+                              progress=False)
         shards[name] = str(work / name)
         assert count_videos(shards[name]) == n, report.summary()
     datas = [(vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]).read_bytes() for i in range(args.videos)]
     size_mb = sum(len(d) for d in datas) / len(datas) / 2**20
-    print(f"data: {len(SHARED_VIDEOS)} Kinetics-style clips (240-320p, 164-310 frames, {size_mb:.2f} MB avg) "
+    _say(f"data: {len(SHARED_VIDEOS)} Kinetics-style clips (240-320p, 164-310 frames, {size_mb:.2f} MB avg) "
           f"repeated to {sizes['small']} and {sizes['large']} rows; clips {args.frames}x{args.input_size}; "
           f"{args.cpus} CPUs")
 
+    _raw_decord(datas[:3], args.frames), _decode_augment(datas[:3], args.frames, args.input_size)  # warm-up
     raw1 = _raw_decord(datas, args.frames)
     aug1 = _decode_augment(datas, args.frames, args.input_size)
     rawp = _parallel(_raw_decord, datas, args.cpus, args.frames)
     augp = _parallel(_decode_augment, datas, args.cpus, args.frames, args.input_size)
-    print(f"raw decord bound (sampled frames only): {raw1:7.1f} clips/s on 1 process, "
+    _say(f"raw decord bound (sampled frames only): {raw1:7.1f} clips/s on 1 process, "
           f"{rawp:7.1f} clips/s on {args.cpus}")
-    print(f"decode + augment (pure functions):      {aug1:7.1f} clips/s on 1 process, "
+    _say(f"decode + augment (pure functions):      {aug1:7.1f} clips/s on 1 process, "
           f"{augp:7.1f} clips/s on {args.cpus}")
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
@@ -202,10 +211,10 @@ def run(args: argparse.Namespace) -> int:
             with PeakMemory() as mem:
                 n, bad, rate = _epoch(ds, args.batch_size)
             results[name] = (n, rate, mem.peak)
-            print(f"Ray Data pipeline, {name:5s} ({n:5d} clips): {rate:7.1f} clips/s, peak memory (PSS of "
+            _say(f"Ray Data pipeline, {name:5s} ({n:5d} clips): {rate:7.1f} clips/s, peak memory (PSS of "
                   f"driver + Ray processes) {mem.peak:7.0f} MB (idle Ray {idle:.0f} MB); corrupt {bad}")
         (n_s, rate_s, mem_s), (n_l, rate_l, mem_l) = results["small"], results["large"]
-        print(f"summary: pipeline {rate_s:.1f} clips/s = {rate_s / rawp:.0%} of the raw decord bound on "
+        _say(f"summary: pipeline {rate_s:.1f} clips/s = {rate_s / rawp:.0%} of the raw decord bound on "
               f"{args.cpus} CPUs ({rate_s / augp:.0%} of decode+augment); peak memory {mem_s:.0f} MB -> "
               f"{mem_l:.0f} MB for {args.scale}x the videos ({mem_l / mem_s:.2f}x)")
     finally:

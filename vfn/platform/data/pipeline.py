@@ -25,7 +25,7 @@ import numpy as np
 
 from vfn.platform.data.clips import (AugmentSpec, ClipSpec, CorruptVideoError, decode_test_views,
                                      decode_train_clip)
-from vfn.platform.data.shards import list_shards, read_metadata, resolve
+from vfn.platform.data.shards import is_arrow_native, list_shards, read_metadata, resolve
 
 log = logging.getLogger(__name__)
 
@@ -107,35 +107,54 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
                   shuffle: Literal["auto", "full", "files", "none"] = "auto",
                   full_shuffle_max_bytes: int = 2 << 30, decode_batch_size: int = 4,
                   num_cpus: float = 1.0, concurrency: int | tuple[int, int] | None = None,
-                  num_threads: int = 1):
+                  num_threads: int = 1, block_bytes: int = 16 << 20):
     """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.
 
     train rows: video uint8 (T, 3, S, S), label int64, valid bool
     val rows:   video uint8 (V, T, 3, S, S), label int64, index int64 (dense 0..N-1), valid bool
     `num_cpus` is reserved per decode task: on a small machine where Train workers hold CPUs,
     lower it (or give workers fractional CPUs) so decoding can still be scheduled.
+    `block_bytes` caps Ray Data blocks for this dataset (Ray's default, 128 MiB, is ~100 decoded
+    224px clips held per task, which multiplies worker memory).
     """
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved = ctx.target_max_block_size
+    ctx.target_max_block_size = block_bytes  # a Dataset keeps the context it was created under
+    try:
+        return _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size,
+                      num_cpus, concurrency, num_threads)
+    finally:
+        ctx.target_max_block_size = saved
+
+
+def _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size, num_cpus,
+           concurrency, num_threads):
     import ray.data
     from ray.data import FileShuffleConfig
 
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    files = list_shards(shards)
-    columns = ["index", "path", "label", "video"]
+    uris = list_shards(shards)
+    files, read_args = uris, {"columns": ["index", "path", "label", "video"]}
+    if not is_arrow_native(uris[0]):  # an fsspec-only protocol: hand Ray the filesystem object
+        read_args["filesystem"] = resolve(uris[0])[0]
+        files = [resolve(u)[1] for u in uris]
     map_args = dict(batch_size=decode_batch_size, batch_format="numpy", num_cpus=num_cpus,
                     concurrency=concurrency, zero_copy_batch=True, udf_modifying_row_count=False)
     if split == "val":
-        ds = ray.data.read_parquet(files, columns=columns)
-        indices = np.sort(read_metadata(files, ["index"]).column("index").to_numpy())
+        ds = ray.data.read_parquet(files, **read_args)
+        indices = np.sort(read_metadata(uris, ["index"]).column("index").to_numpy())
         index_map = None if np.array_equal(indices, np.arange(len(indices))) else indices
         return ds.map_batches(_decode_val_batch, fn_kwargs=dict(clip=clip, index_map=index_map,
                                                                 num_threads=num_threads), **map_args)
     if shuffle == "auto":
-        shuffle = "full" if _total_bytes(files) <= full_shuffle_max_bytes else "files"
+        shuffle = "full" if _total_bytes(uris) <= full_shuffle_max_bytes else "files"
     file_shuffle = None
     if shuffle in ("full", "files"):
         file_shuffle = FileShuffleConfig(seed=seed) if seed is not None else "files"
-    ds = ray.data.read_parquet(files, columns=columns, shuffle=file_shuffle)
+    ds = ray.data.read_parquet(files, shuffle=file_shuffle, **read_args)
     if shuffle == "full":
         from ray.data import RandomSeedConfig
 

@@ -59,11 +59,23 @@ META_COLUMNS = [n for n in SCHEMA.names if n != "video"]
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path within it) for a local path or a URI such as s3://bucket/dir."""
+    """(filesystem, path within it) for a local path or a URI: pyarrow's own filesystems first
+    (s3://, gs://, hdfs://, file://), then any fsspec protocol (az://, memory://, ...)."""
     location = str(location)
-    if "://" in location:
+    if "://" not in location:
+        return pafs.LocalFileSystem(), os.path.abspath(location)
+    try:
         return pafs.FileSystem.from_uri(location)
-    return pafs.LocalFileSystem(), os.path.abspath(location)
+    except pa.ArrowInvalid:  # a scheme pyarrow does not know: wrap the fsspec filesystem
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def is_arrow_native(location: str) -> bool:
+    """Whether Ray/pyarrow can open this location from the URI alone (no filesystem object)."""
+    return "://" not in str(location) or not isinstance(resolve(location)[0], pafs.PyFileSystem)
 
 
 def _join_uri(location: str, name: str) -> str:
