@@ -137,6 +137,8 @@ def read_manifest(manifest: str | os.PathLike, root: str | os.PathLike | None = 
                    if "://" not in r.full_path and not os.path.isfile(r.full_path)]
     if problems or missing:
         what = f"{manifest}: {len(missing)} of {len(records)} video files missing" if missing else manifest
+        if missing and root is None:
+            what += " (relative paths are read from the current directory: pass the data root)"
         _raise([text for _, text in sorted(problems + missing)], what)
     if not records:
         raise ManifestError(f"{manifest}: manifest has no videos")
