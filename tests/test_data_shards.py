@@ -90,6 +90,22 @@ def test_fsspec_filesystem_uri(shared_dir, tmp_path):
     report = write_shards(str(m), uri, root=str(VIDEOS), num_workers=1, progress=False)
     assert report.shards == [f"{uri}/shard-00000.parquet"]
     assert list_shards(uri) == report.shards and count_videos(uri) == 2
-    assert read_metadata(uri).column("path").to_pylist() == ["one_second.mp4", "rotated_90.mov"]
+    assert sorted(read_metadata(uri).column("path").to_pylist()) == ["one_second.mp4", "rotated_90.mov"]
     again = write_shards(str(m), uri, root=str(VIDEOS), num_workers=1, progress=False)
     assert again.skipped == 1 and again.written == 0
+
+
+def test_class_sorted_manifest_is_mixed_across_shards(tmp_path, shared_dir):
+    """Manifests sorted by class must not give one-class shards (file shuffling would be useless)."""
+    m = tmp_path / "sorted.csv"
+    m.write_text("".join(f"rotated_90.mov,{i // 10}\n" for i in range(20)))  # 10 x class 0, then 10 x class 1
+    out = tmp_path / "mixed"
+    write_shards(str(m), str(out), root=str(VIDEOS), max_shard_bytes=5 * 15_442, num_workers=1, progress=False)
+    shards = list_shards(str(out))
+    assert len(shards) == 4
+    assert sum(len(set(pq.read_table(s, columns=["label"]).column("label").to_pylist())) == 2 for s in shards) >= 3
+    kept = tmp_path / "kept"
+    write_shards(str(m), str(kept), root=str(VIDEOS), max_shard_bytes=5 * 15_442, num_workers=1,
+                 shuffle_seed=None, progress=False)
+    assert [pq.read_table(s, columns=["index"]).column("index").to_pylist() for s in list_shards(str(kept))][0] \
+        == [0, 1, 2, 3, 4]

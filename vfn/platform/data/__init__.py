@@ -2,13 +2,16 @@
 and a synthetic temporal-order dataset.
 
 Modules (import what you need; only `pipeline.build_dataset` needs Ray):
-  manifest  read_manifest, read_label_names, VideoRecord, ManifestError
-  shards    write_shards, list_shards, count_videos, read_metadata
+  manifest  read_manifest, write_manifest, read_label_names, VideoRecord, ManifestError
+  shards    write_shards, list_shards, count_videos, read_metadata, ShardReport
   clips     ClipSpec, AugmentSpec, decode_train_clip, decode_test_views, normalize, VideoMixup,
             CorruptVideoError (pure functions, no Ray)
   pipeline  build_dataset, check_corrupt_budget, drop_invalid, TooManyCorruptVideos
-  synth     make_synthetic_dataset, SynthDataset
+  synth     make_synthetic_dataset, SynthDataset, render_video, encode_mp4
 
-Implements the Data API contract of the project notes as written; additions only (keyword
-arguments with defaults, helpers such as drop_invalid/read_metadata).
+Implements the Data API contract of the project notes as written, with additions only:
+AugmentSpec.hue / .ratio; build_dataset keywords (seed, shuffle, decode_batch_size, num_cpus,
+concurrency, block_bytes, ...); drop_invalid(batch) -> (batch, n_dropped) for consumers;
+read_metadata(shards) for per-video metadata without the bytes (val `index` i is row i of it
+sorted by `index`).
 """

@@ -6,9 +6,11 @@
 
 Execution is streaming: shards are read, decoded and handed to trainers in small blocks, so memory
 stays bounded as the dataset grows (nothing is materialised). Training order changes every epoch:
-the shard files are shuffled per epoch, and rows are globally shuffled too while the encoded
-dataset is small enough (`full_shuffle_max_bytes`); beyond that pass `local_shuffle_buffer_size`
-to `iter_torch_batches` for row-level mixing. Augmentation randomness also changes per epoch; with
+the shard files are shuffled per epoch (`vfn data shard` already mixed the classes across
+shards), and rows are globally shuffled too while the encoded dataset is small
+(`full_shuffle_max_bytes`; Ray's all-to-all shuffle is a barrier that costs more than it brings
+on real datasets). For row-level mixing on large data pass `local_shuffle_buffer_size` to
+`iter_torch_batches`. Augmentation randomness also changes per epoch; with
 a `seed` it is reproducible per (seed, epoch, video) as far as Ray's execution index allows.
 
 A video that fails to decode here yields `valid=False` and an all-zero clip of the right shape,
@@ -105,7 +107,7 @@ def _total_bytes(files: list[str]) -> int:
 def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip: ClipSpec,
                   aug: AugmentSpec | None = None, *, seed: int | None = None,
                   shuffle: Literal["auto", "full", "files", "none"] = "auto",
-                  full_shuffle_max_bytes: int = 2 << 30, decode_batch_size: int = 4,
+                  full_shuffle_max_bytes: int = 64 << 20, decode_batch_size: int = 4,
                   num_cpus: float = 1.0, concurrency: int | tuple[int, int] | None = None,
                   num_threads: int = 1, block_bytes: int = 16 << 20):
     """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.

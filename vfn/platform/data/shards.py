@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -195,11 +196,13 @@ def plan_shards(records: list[VideoRecord], max_shard_bytes: int) -> list[list[i
 def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | None = None,
                  max_shard_bytes: int = DEFAULT_SHARD_BYTES, full_probe: bool = False,
                  num_workers: int | None = None, num_classes: int | None = None,
-                 progress: bool = True) -> ShardReport:
+                 shuffle_seed: int | None = 0, progress: bool = True) -> ShardReport:
     """Pack the videos of `records` (or of a manifest file) into Parquet shards under `out_dir`.
 
-    Re-running with the same manifest skips finished shards; a different manifest in the same
-    directory is an error (start a fresh directory)."""
+    Videos are shuffled (deterministically, `shuffle_seed`; None keeps manifest order) before
+    packing: manifests are often sorted by class, and shards of one class each would make the
+    per-epoch file shuffle of training useless. Re-running with the same manifest skips finished
+    shards; a different manifest in the same directory is an error (start a fresh directory)."""
     t0 = time.time()
     if isinstance(records, (str, os.PathLike)):
         records = read_manifest(records, root=root, num_classes=num_classes)
@@ -207,7 +210,10 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
         raise ValueError("no videos to shard")
     fs, base = resolve(out_dir)
     fs.create_dir(base, recursive=True)
-    plan = plan_shards(records, max_shard_bytes)
+    order = list(range(len(records)))
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(len(records)).tolist()
+    plan = [[order[j] for j in shard] for shard in plan_shards([records[i] for i in order], max_shard_bytes)]
     digest = hashlib.sha256(json.dumps(
         [[records[i].path, records[i].label] for shard in plan for i in shard] + [max_shard_bytes]
     ).encode()).hexdigest()
