@@ -163,3 +163,24 @@ def test_video_mixup_shapes_targets_and_shared_cutmix_box():
     assert torch.equal(same, x) and torch.allclose(t_off.max(1).values, torch.full((b,), 0.92))
     odd, t_odd = VideoMixup(num_classes=n_cls)(x[:3].clone(), y[:3])
     assert odd.shape == (3, t, 3, 16, 16) and t_odd.shape == (3, n_cls)
+
+
+def test_colour_jitter_matches_torchvision_for_brightness_contrast_saturation(shared_dir):
+    import torchvision.transforms.v2.functional as TF
+
+    from vfn.platform.data.clips import color_augment
+
+    x = torch.from_numpy(decode_test_views(_bytes("kinetics_yoga.mp4"), ClipSpec(num_frames=2, input_size=64))[0])
+    aug = AugmentSpec(color_jitter=0.4, hue=0.0, color_jitter_prob=1.0, grayscale_prob=0.0)
+    for seed in range(4):
+        ours = color_augment(x, aug, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)  # replay the draws: apply?, 3 factors, hue, order
+        rng.random()
+        factors = [rng.uniform(0.6, 1.4) for _ in range(3)]
+        rng.uniform(0, 0)
+        ref = x.float() / 255
+        for op in rng.permutation(4):
+            if op < 3:
+                ref = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation][op](ref, factors[op])
+        ref = (ref * 255).round().to(torch.uint8)
+        assert (ours.int() - ref.int()).abs().max() <= 2, seed

@@ -282,13 +282,14 @@ def color_augment(x: torch.Tensor, aug: AugmentSpec, rng: np.random.Generator) -
                 m = _gray(y).mean(dim=(-3, -2, -1), keepdim=True)
                 y.mul_(f).add_((1 - f) * m)
             elif op == 2:  # saturation: blend with the grayscale image
-                y.mul_(f).add_((1 - f) * _gray(y))
+                g = _gray(y)
+                y.mul_(f).add_((1 - f) * g)
             elif f != 0:  # hue
                 y = _mix_channels(_hue_matrix(f), y)
             y.clamp_(0, 255)
     if gray:
-        y = _gray(y).expand(-1, 3, -1, -1)
-    return y.round_().to(torch.uint8) if not gray else y.round().to(torch.uint8).contiguous()
+        y = _gray(y).expand(-1, 3, -1, -1).contiguous()
+    return y.round_().to(torch.uint8)
 
 
 # ---------------------------------------------------------------- public entry points
