@@ -2,8 +2,9 @@
 
 Ray 2.60's pattern for Train V2: a Tune *function* trainable launches a `TorchTrainer`
 (through `run_training`, the same entry point as `vfn train`) with `TuneReportCallback`, so
-per-epoch metrics reach Tune's scheduler (ASHA). The trial driver itself holds no CPU; the
-trainer's workers do, and `max_concurrent_trials` keeps trials within the cluster.
+per-epoch metrics reach Tune's scheduler (ASHA). The trial driver itself holds no CPU (only a
+token of memory); the trainer's workers do, and `max_concurrent_trials` keeps trials within the
+cluster.
 
 Re-running the same command after the driver died restores the experiment (`Tuner.restore`):
 finished trials are kept, unfinished ones continue from their last training checkpoint (each
@@ -76,22 +77,31 @@ def _run_trial(config: dict[str, Any], *, base: dict[str, Any], spec: dict[str, 
     )
 
 
-def _resources(spec: SweepSpec) -> tuple[int, bool]:
-    """(max concurrent trials, GPU) from the cluster's resources and one trial's needs."""
+def _resources(spec: SweepSpec, base: ExperimentConfig) -> tuple[int, bool]:
+    """(max concurrent trials, GPU) from the cluster's resources and one trial's needs.
+
+    A trial needs its Train workers' CPUs plus room for at least one decode task: trials that
+    took every CPU for workers would starve their own Ray Data pipelines and never progress.
+    """
     import ray
 
     total = ray.cluster_resources()
     t = spec.trial
     use_gpu = t.use_gpu if isinstance(t.use_gpu, bool) else total.get("GPU", 0) >= 1
-    fits = int(total.get("CPU", 1) // (t.num_workers * t.cpus_per_worker))
+    cpus = t.num_workers * t.cpus_per_worker + base.data.decode_cpus
+    fits = int(total.get("CPU", 0) // cpus)
     if use_gpu:
         fits = min(fits, int(total.get("GPU", 0) // t.num_workers))
+    if spec.max_concurrent_trials:  # trusted as given: an autoscaling cluster grows to fit it
+        return spec.max_concurrent_trials, use_gpu
     if fits < 1:
         raise RuntimeError(
-            f"one trial needs {t.num_workers} workers x {t.cpus_per_worker} CPU{' + 1 GPU' if use_gpu else ''}, "
-            f"the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs: lower trial.num_workers"
+            f"one trial needs {t.num_workers} workers x {t.cpus_per_worker} CPU + {base.data.decode_cpus} CPU for "
+            f"decoding{' + 1 GPU per worker' if use_gpu else ''}; the cluster has {total.get('CPU', 0):g} CPUs, "
+            f"{total.get('GPU', 0):g} GPUs now: lower trial.num_workers, trial.cpus_per_worker or data.decode_cpus, "
+            "or on an autoscaling cluster set max_concurrent_trials"
         )
-    return spec.max_concurrent_trials or fits, use_gpu
+    return fits, use_gpu
 
 
 def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: Path, kind: str) -> tuple[str | None, str | None]:
@@ -159,12 +169,14 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
     state_path = exp_dir / STATE_FILE
     if not ray.is_initialized():
         ray.init(**{"include_dashboard": False, **(ray_init_kwargs or {})})
-    concurrent, _ = _resources(spec)
+    concurrent, _ = _resources(spec, base)
     parent_run_id, uri = _parent_run(base, spec, state_path, kind)
 
     trainable = tune.with_resources(
         functools.partial(_run_trial, base=base.to_dict(), spec=spec.model_dump(mode="json"), parent_run_id=parent_run_id),
-        {"cpu": 0},
+        # the trial driver only waits on its trainer: it reserves a token of memory, no CPU, so a
+        # trial's CPUs all go to its Train workers and N-CPU clusters fit N/(workers*cpus) trials
+        {"cpu": 0, "memory": 64 * 2**20},
     )
     if tune.Tuner.can_restore(str(exp_dir)):
         print(f"{kind}: resuming {exp_dir} (finished trials are kept)")
