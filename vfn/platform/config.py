@@ -167,10 +167,9 @@ class DebugConfig(_Section):
     """Fault injection for tests and drills: the run must survive it."""
 
     kill_worker_after_epoch: int | None = Field(
-        None, ge=0, description="hard-exit one worker once, right after this epoch's checkpoint"
+        None, ge=1, description="hard-exit one worker once, after this epoch's checkpoint is registered"
     )
     kill_rank: int = Field(1, ge=0)
-    max_steps_per_epoch: int | None = Field(None, gt=0, description="cap for smoke runs")
 
 
 class ExperimentConfig(_Section):

@@ -317,7 +317,7 @@ def train_loop_per_worker(config: dict) -> None:
                     ema.update(bare, step=global_step)
                 now = time.perf_counter()
                 clips_per_s = (i + 1) * o.batch_size * world / (now - epoch_t0)
-                if global_step % cfg.tracking.log_every_steps == 0:
+                if global_step % cfg.tracking.log_every_steps == 0 or i + 1 == plan.micro_steps_per_epoch:
                     logger.log({"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"],
                                 "train/clips_per_s": clips_per_s}, step=global_step)
                 if now - last_post > 0.5:
@@ -437,6 +437,9 @@ def train_loop_per_worker(config: dict) -> None:
             marker = Path(config["run_dir"]) / f".killed_after_epoch_{k}"
             if not marker.exists():  # once per run: the restarted worker must carry on
                 marker.touch()
+                # wait until the controller has registered this epoch's checkpoint (it polls every
+                # 2 s), while the other workers already block in epoch k + 1; then die hard
+                time.sleep(6)
                 print(f"debug: killing worker {rank} after epoch {k}", flush=True)
                 os._exit(1)
     logger.flush()
@@ -511,7 +514,7 @@ def run_training(
 
         params_m, gflops = count_flops(build_model(cfg, load_pretrained=False), cfg.data.num_frames, cfg.data.input_size)
         uri = tracking_uri(cfg)
-        tags = {"params_M": f"{params_m:.2f}", "gflops_per_view": f"{gflops:.2f}", **(extra_tags or {})}
+        tags = {"params_M": f"{params_m:.4g}", "gflops_per_view": f"{gflops:.4g}", **(extra_tags or {})}
         run_id = start_run(cfg, run_dir, tags=tags, parent_run_id=parent_run_id, run_name=run_name)
 
     _init_ray(ray_init_kwargs)

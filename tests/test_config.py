@@ -1,0 +1,102 @@
+"""Config validation: every mistake is one line naming the dotted key, before Ray starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vfn.platform.config import DESIGNS, MODELS, ConfigError, load_config, validate
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+
+
+def error(overrides=None, path=None) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_config(path, overrides or [])
+    return str(e.value)
+
+
+def test_typo_names_key_and_closest_valid_key():
+    assert "unknown key 'optim.lrr' (did you mean 'optim.lr'?)" in error(["optim.lrr=0.1"])
+    assert "did you mean 'model.design'" in error(["model.desing=joint"])
+    # a key in the wrong section points to the right one
+    assert "did you mean 'optim.epochs'" in error(["epochs=3"])
+
+
+def test_typo_inside_a_yaml_file_names_file_and_key(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("optim:\n  warmup_epoch: 3\n")
+    msg = error(path=f)
+    assert msg.startswith("exp.yaml: unknown key 'optim.warmup_epoch'") and "optim.warmup_epochs" in msg
+
+
+def test_wrong_types_and_impossible_values_name_the_key():
+    assert "optim.epochs" in error(["optim.epochs=many"])
+    assert "optim.lr" in error(["optim.lr=-1"])
+    assert error(["optim.warmup_epochs=200"]).startswith("config: optim.warmup_epochs: 200.0 must be below optim.epochs")
+    assert "data.input_size" in error(["data.input_size=100"])
+    assert "model.focal_levels" in error(["model.depths=[1,1]"])
+    assert "model.design" in error(["model.design=diagonal"])
+    assert "data.num_frames=7 is not divisible by model.tubelet_size=2" in error(["data.num_frames=7", "model.tubelet_size=2"])
+    assert "key=value" in error(["optim.lr"])
+    assert "optim.lr is a value" in error(["optim.lr.x=1"])
+
+
+def test_extends_chain_overrides_and_cycle(tmp_path):
+    (tmp_path / "a.yaml").write_text("optim: {lr: 0.5, epochs: 10, warmup_epochs: 1}\nmodel: {design: joint}\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\noptim: {epochs: 20}\n")
+    cfg = load_config(tmp_path / "b.yaml", ["optim.batch_size=4", "tracking.tags.team=vision"])
+    assert (cfg.optim.lr, cfg.optim.epochs, cfg.optim.batch_size, cfg.model.design) == (0.5, 20, 4, "joint")
+    assert cfg.tracking.tags == {"team": "vision"} and cfg.output.name == "b"
+    (tmp_path / "c.yaml").write_text("extends: d.yaml\n")
+    (tmp_path / "d.yaml").write_text("extends: c.yaml\n")
+    assert "cycle" in error(path=tmp_path / "c.yaml")
+    assert "no such experiment file" in error(path=tmp_path / "missing.yaml")
+
+
+def test_relative_paths_become_absolute_and_config_round_trips(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["data.train=shards/train"])
+    assert cfg.data.train == str(tmp_path / "shards" / "train")
+    again = validate(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    assert again == cfg
+    # what a sweep trial does: any dotted key, re-validated
+    assert cfg.with_overrides({"model.design": "factorized"}).model.design == "factorized"
+    with pytest.raises(ConfigError, match="model.design"):
+        cfg.with_overrides({"model.design": "nope"})
+
+
+def test_paper_recipes_validate():
+    files = sorted(EXPERIMENTS.glob("*.yaml"))
+    names = {f.stem for f in files}
+    assert {"k400_tiny", "k400_small", "k400_base", "k600_base", "ssv2_base", "diving48_base",
+            "activitynet_base", "quickstart"} <= names
+    for f in files:
+        cfg = load_config(f)
+        if f.stem not in ("base", "quickstart"):
+            assert cfg.optim.optimizer == "sgd" and cfg.optim.lr == 0.1 and cfg.optim.lr_scale_batch == 512
+            assert (cfg.optim.epochs, cfg.optim.warmup_epochs, cfg.optim.weight_decay) == (120, 20, 1e-4)
+            assert (cfg.data.num_frames, cfg.data.frame_interval) == (8, 4)
+            assert cfg.augment.label_smoothing == 0.1 and cfg.augment.mixup_enabled
+            assert cfg.model.pretrained
+    assert load_config(EXPERIMENTS / "ssv2_base.yaml").augment.flip_prob == 0.0
+
+
+def test_schema_choices_match_the_model_package():
+    import vfn.model
+
+    assert tuple(DESIGNS) == tuple(vfn.model.DESIGNS)
+    assert set(MODELS) == set(vfn.model.ZOO)
+
+
+def test_rerun_with_a_different_config_is_refused(tmp_path):
+    from vfn.platform.train import prepare_run_dir
+
+    cfg = load_config(None, [f"output.root={tmp_path}", "output.name=r1"])
+    prepare_run_dir(cfg)
+    prepare_run_dir(cfg.with_overrides({"tracking.tags.x": "y"}))  # tracking may change
+    with pytest.raises(ConfigError, match=r"optim.lr: 0.1 -> 0.2.*output.name=NEW_NAME"):
+        prepare_run_dir(cfg.with_overrides({"optim.lr": 0.2}))
