@@ -42,6 +42,12 @@ class ModelConfig(_Section):
     focal_windows: list[int] = [3, 3, 3, 3]
     pretrained: str | None = Field(None, description="ImageNet FocalNet weights to inflate (file path)")
     grad_checkpointing: bool = False
+    init: Literal["released", "xavier"] = Field(
+        "released",
+        description="linear-layer init for from-scratch training: 'released' (truncated normal, std 0.02) "
+        "leaves the focal modulators near zero, so an uninitialised model is almost blind to frame order; "
+        "'xavier' starts the temporal branch with signal (ignored for weights loaded from model.pretrained)",
+    )
 
     @model_validator(mode="after")
     def _stages(self):

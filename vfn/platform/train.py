@@ -79,6 +79,10 @@ def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> torch
         embed_dim=m.embed_dim,
         depths=m.depths,
     )
+    if m.init == "xavier":
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.xavier_uniform_(module.weight)
     if load_pretrained and m.pretrained:
         vm.load_image_weights(model, m.pretrained)
     return model
