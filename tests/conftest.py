@@ -30,7 +30,7 @@ def ray_session(tmp_path_factory):
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         ray.init(
             num_cpus=2,
-            include_dashboard=False,
+            include_dashboard=True,  # its State API lets Ray Train clean up trials Tune stops
             log_to_driver=False,
             _temp_dir=str(Path("/tmp") / f"vfn_ray_{os.getpid()}"),
         )

@@ -83,7 +83,7 @@ def test_ablation_rows_mean_std_over_seeds_and_failures(tmp_path):
     assert parallel["clips_per_s"] == pytest.approx(11.0) and parallel["seeds"] == 2
     assert spatial["seeds"] == 1 and spatial["failed"] == 1 and "needs one entry" in spatial["errors"]
     md = to_markdown(rows, ["model.design"], "design ablation", chance=0.125)
-    assert "| parallel | 1.50 | 0.25 | 70.0 ± 14.1 | 95.0 ± 7.1 | 11.0 | 2 |" in md
+    assert "| parallel | 1.5 | 0.25 | 70.0 ± 14.1 | 95.0 ± 7.1 | 11.0 | 2 |" in md
     assert "Chance: 12.5%" in md and "1 failed" in md
     paths = write_report(rows, ["model.design"], tmp_path / "report", "design ablation", 0.125)
     with paths["csv"].open() as f:

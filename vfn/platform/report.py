@@ -103,7 +103,7 @@ def to_markdown(rows: list[dict[str, Any]], row_keys: list[str], title: str, cha
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r[k] for k in row_keys] + [
-            f"{r['params_m']:.2f}", f"{r['gflops']:.2f}", _pm(r["top1_mean"], r["top1_std"]),
+            f"{r['params_m']:.3g}", f"{r['gflops']:.3g}", _pm(r["top1_mean"], r["top1_std"]),
             _pm(r["top5_mean"], r["top5_std"]), "-" if math.isnan(r["clips_per_s"]) else f"{r['clips_per_s']:.1f}",
             f"{r['seeds']}" + (f" ({r['failed']} failed)" if r["failed"] else ""),
         ]

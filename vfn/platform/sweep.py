@@ -168,7 +168,10 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
     exp_dir = storage / spec.name
     state_path = exp_dir / STATE_FILE
     if not ray.is_initialized():
-        ray.init(**{"include_dashboard": False, **(ray_init_kwargs or {})})
+        # the dashboard serves the State API that Ray Train's PlacementGroupCleaner needs: when Tune
+        # stops a trial (ASHA, max_t) it kills the trial's controller, and only the cleaner then frees
+        # the workers' placement group; without it the CPUs leak and later trials wait forever
+        ray.init(**{"include_dashboard": True, **(ray_init_kwargs or {})})
     concurrent, _ = _resources(spec, base)
     parent_run_id, uri = _parent_run(base, spec, state_path, kind)
 
