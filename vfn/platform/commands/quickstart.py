@@ -33,6 +33,7 @@ RECIPE: dict = {
     "tracking": {"experiment": "quickstart"},
     "output": {"name": "quickstart", "checkpoint_every": 5, "keep": 2},
 }
+SHARD_BYTES = 512 << 10
 NUM_VIDEOS = 1600  # 1280 train / 320 val: the 4 translation classes (right/left/down/up)
 
 
@@ -74,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     synth = make_synthetic_dataset(data_dir / "synth", args.videos, seed=0, num_classes=cfg.data.num_classes, num_workers=2)
     print("[2/4] Parquet shards", flush=True)
     for split, manifest in (("train", synth.train_manifest), ("val", synth.val_manifest)):
-        report = write_shards(manifest, str(data_dir / "shards" / split), root=synth.root, progress=False)
+        # small shards (~0.5 MB, a few hundred clips): Ray Data reads and decodes them in parallel blocks
+        report = write_shards(manifest, str(data_dir / "shards" / split), root=synth.root, progress=False,
+                              max_shard_bytes=SHARD_BYTES)
         print(f"      {split}: {report.summary()}", flush=True)
 
     from vfn.platform.train import TrainingError, run_training
