@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-dim", type=int, default=24)
     parser.add_argument("--depths", type=int, nargs=4, default=[1, 1, 2, 1])
     parser.add_argument("--threads", type=int, default=1, help="torch threads in both loops")
+    parser.add_argument("--worker-cpus", type=float, default=0.5,
+                        help="CPUs Ray reserves for the worker (the rest of the machine is left to Ray Data)")
 
 
 def _model_and_optimizer(args, num_classes):
@@ -121,13 +123,14 @@ def ray_worker(args, files, num_classes, clip, storage) -> float:
 
     from vfn.platform.data.pipeline import build_dataset
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+    from vfn.platform.train import _init_ray
+
+    _init_ray({"log_to_driver": False})
     DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config=dict(args=vars(args), num_classes=num_classes),
-        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": args.threads}),
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": args.worker_cpus}),
         run_config=RunConfig(name=f"bench-train-{int(time.time())}", storage_path=storage),
         datasets={"train": build_dataset(files, "train", clip, None, seed=0, decode_batch_size=args.batch_size,
                                          num_cpus=0.5)},
@@ -151,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
             synth = make_synthetic_dataset(os.path.join(tmp, "synth"), args.videos, seed=0, num_workers=2)
             data = os.path.join(tmp, "shards")
-            write_shards(synth.train_manifest, data, root=synth.root, progress=False)
+            write_shards(synth.train_manifest, data, root=synth.root, progress=False, max_shard_bytes=256 << 10)
         files = list_shards(data)
         num_classes = int(max(read_metadata(files, ["label"]).column("label").to_pylist())) + 1
         print(f"model: videofocalnet_tiny embed {args.embed_dim} depths {args.depths}, clips {args.frames}x{args.size}^2, "

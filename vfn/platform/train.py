@@ -478,7 +478,12 @@ def _init_ray(ray_init_kwargs: dict | None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(**{"include_dashboard": False, "log_to_driver": True, **(ray_init_kwargs or {})})
+        kwargs = {"include_dashboard": False, "log_to_driver": True, **(ray_init_kwargs or {})}
+        if not kwargs.get("address") and not os.environ.get("RAY_ADDRESS"):
+            # our own local instance: plain ray.init() would join any Ray another process runs on
+            # this machine, and die with it
+            kwargs["address"] = "local"
+        ray.init(**kwargs)
 
 
 def run_training(
