@@ -6,33 +6,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from conftest import tiny_experiment
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def synthetic_shards(tmp_path_factory):
-    from vfn.platform.data.shards import write_shards
-    from vfn.platform.data.synth import make_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("sweep_data")
-    synth = make_synthetic_dataset(root / "synth", 24, seed=3, num_classes=4, size=32, num_frames=8)
-    write_shards(synth.train_manifest, str(root / "train"), root=synth.root, progress=False)
-    write_shards(synth.val_manifest, str(root / "val"), root=synth.root, progress=False)
-    return root
-
-
 def write_specs(tmp_path, data):
-    base = {
-        "model": {"embed_dim": 8, "depths": [1, 1, 1, 1], "drop_path_rate": 0.0},
-        "data": {"train": str(data / "train"), "val": str(data / "val"), "num_classes": 4, "num_frames": 4,
-                 "input_size": 32, "decode_cpus": 0.5},
-        "augment": {"mixup_prob": 0.0},
-        "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 2, "warmup_epochs": 0,
-                  "min_lr": 0.0, "batch_size": 4},
-        "eval": {"num_clips": 1, "num_crops": 1, "batch_size": 4},
-        "output": {"root": str(tmp_path / "work")},
-        "tracking": {"experiment": "sweep-test"},
-    }
+    base = tiny_experiment(data, tmp_path / "work", tracking={"experiment": "sweep-test"})
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     spec = {
         "name": "tiny",
@@ -48,14 +28,14 @@ def write_specs(tmp_path, data):
     return tmp_path / "ablate.yaml"
 
 
-def test_tiny_asha_sweep_reports_nests_resumes_and_compares(ray_session, synthetic_shards, tmp_path, capsys):
+def test_tiny_asha_sweep_reports_nests_resumes_and_compares(ray_session, tiny_shards, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from vfn.platform.compare import compare
     from vfn.platform.sweep import run_sweep
     from vfn.platform.sweep_spec import load_sweep
 
-    spec, base = load_sweep(write_specs(tmp_path, synthetic_shards))
+    spec, base = load_sweep(write_specs(tmp_path, tiny_shards))
     result = run_sweep(spec, base, kind="ablate")
 
     assert len(result.outcomes) == 4

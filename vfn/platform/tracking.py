@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 
 RUN_ID_FILE = "mlflow_run_id"
 
@@ -26,6 +26,36 @@ def tracking_uri(cfg: ExperimentConfig) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path(cfg.output.root).resolve() / 'mlflow.db'}"
+
+
+class TrackingServerUnreachable(ConfigError):
+    """The configured MLflow server does not answer: reported before any training compute."""
+
+
+def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking URI does not answer MLflow's /health.
+
+    MLflow's own client retries for minutes with backoff before giving up; a run should not spend
+    GPU hours (or even a Ray start) before learning that its metrics have nowhere to go.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as e:
+        problem = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        problem = str(getattr(e, "reason", e))
+    raise TrackingServerUnreachable(
+        f"MLflow tracking server {uri} is unreachable ({problem}); start it, fix tracking.tracking_uri / "
+        "MLFLOW_TRACKING_URI, or set tracking.enabled=false"
+    )
 
 
 def _client(uri: str):
@@ -67,6 +97,7 @@ def start_run(
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(cfg)
+    check_tracking_server(uri)
     client = _client(uri)
     id_file = Path(run_dir) / RUN_ID_FILE
     if id_file.is_file():

@@ -520,10 +520,11 @@ def run_training(
 
     uri = run_id = None
     if cfg.tracking.enabled:
-        from .tracking import start_run, tracking_uri
-        from vfn.model.flops import count_flops
+        from .report import model_cost
+        from .tracking import check_tracking_server, start_run, tracking_uri
 
-        params_m, gflops = count_flops(build_model(cfg, load_pretrained=False), cfg.data.num_frames, cfg.data.input_size)
+        check_tracking_server(tracking_uri(cfg))  # before anything else is spent
+        params_m, gflops = model_cost(cfg)  # shapes only, on the meta device
         uri = tracking_uri(cfg)
         tags = {"params_M": f"{params_m:.4g}", "gflops_per_view": f"{gflops:.4g}", **(extra_tags or {})}
         run_id = start_run(cfg, run_dir, tags=tags, parent_run_id=parent_run_id, run_name=run_name)

@@ -1,0 +1,94 @@
+"""Shared tracking: a real `mlflow server` on 127.0.0.1, a tiny run logged to it over HTTP and read
+back; an unreachable server fails at start, before Ray or any training compute."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_experiment
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_unreachable_server_fails_before_ray_starts(tmp_path, tiny_shards):
+    import ray
+
+    from vfn.platform.config import validate
+    from vfn.platform.tracking import TrackingServerUnreachable
+    from vfn.platform.train import run_training
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cfg = validate(tiny_experiment(tiny_shards, tmp_path, tracking={"tracking_uri": closed},
+                                   output={"root": str(tmp_path), "name": "nowhere"}))
+    was_running = ray.is_initialized()
+    start = time.time()
+    with pytest.raises(TrackingServerUnreachable, match=f"{closed} is unreachable"):
+        run_training(cfg, progress=False)
+    assert time.time() - start < 30  # no minutes of client retries
+    assert ray.is_initialized() == was_running  # Ray was not started for it
+    assert not list((tmp_path / "runs" / "nowhere").glob("checkpoint_*"))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_training_logs_to_a_real_mlflow_server(ray_session, mlflow_server, tiny_shards, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from vfn.platform.config import validate
+    from vfn.platform.train import run_training
+
+    cfg = validate(tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 1},
+                                   tracking={"tracking_uri": mlflow_server, "experiment": "remote"},
+                                   output={"root": str(tmp_path), "name": "remote-run"}))
+    result = run_training(cfg, progress=False)
+    assert result.tracking_uri == mlflow_server
+
+    client = MlflowClient(tracking_uri=mlflow_server)  # read back over HTTP
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.embed_dim"] == "8" and run.data.params["data.num_classes"] == "4"
+    assert run.data.tags["design"] == "parallel" and float(run.data.tags["gflops_per_view"]) > 0
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")] == [1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts and "learning_curves.png" in artifacts
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the local default store
