@@ -22,7 +22,8 @@ def write_specs(tmp_path, data):
                   "model.focal_levels": {"grid": [[1, 1, 1, 1], [2, 2, 2]]}},
         "seeds": [0],
         "trial": {"num_workers": 1, "cpus_per_worker": 0.5},
-        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        # grace = epochs: ASHA schedules and reports but stops no trial, so no trial is killed mid-run
+        "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
     }
     (tmp_path / "ablate.yaml").write_text(yaml.safe_dump(spec))
     return tmp_path / "ablate.yaml"

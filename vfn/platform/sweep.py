@@ -192,7 +192,9 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
 
             scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=spec.scheduler.grace_period,
                                       reduction_factor=spec.scheduler.reduction_factor,
-                                      max_t=spec.scheduler.max_t or base.optim.epochs)
+                                      # one past the last epoch: a trial that reaches the end finishes on
+                                      # its own instead of being stopped (killed) at its final report
+                                      max_t=spec.scheduler.max_t or base.optim.epochs + 1)
         tuner = tune.Tuner(
             trainable,
             param_space={"params": {k: d.to_tune() for k, d in spec.space.items()}, "seed": tune.grid_search(spec.seeds)},
