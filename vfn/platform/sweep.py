@@ -110,7 +110,7 @@ def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: Path, kind:
         return None, None
     from mlflow.tracking import MlflowClient
 
-    from .tracking import tracking_uri
+    from .tracking import _experiment_id, tracking_uri
 
     uri = tracking_uri(base)
     client = MlflowClient(tracking_uri=uri)
@@ -119,14 +119,7 @@ def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: Path, kind:
         if run_id:
             client.update_run(run_id, status="RUNNING")
             return run_id, uri
-    exp = client.get_experiment_by_name(base.tracking.experiment)
-    if exp is None:
-        location = None
-        if uri.startswith("sqlite:///") and not base.tracking.tracking_uri:
-            location = (Path(base.output.root).resolve() / "mlartifacts").as_uri()
-        exp_id = client.create_experiment(base.tracking.experiment, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
+    exp_id = _experiment_id(client, base, uri)  # the same experiment (and artifact store) as the trials
     run = client.create_run(exp_id, run_name=spec.name, tags={"vfn.kind": kind, "vfn.sweep": spec.name or ""})
     from mlflow.entities import Param
 

@@ -71,10 +71,6 @@ class SearchDim(BaseModel):
             "randint": lambda: tune.randint(*value),
         }[kind]()
 
-    def example(self) -> Any:
-        kind, value = self.kind, getattr(self, self.kind)
-        return value[0]
-
 
 class TrialResources(BaseModel):
     model_config = _STRICT
