@@ -10,11 +10,12 @@ from vfn.platform.data.manifest import read_label_names, read_manifest
 from vfn.platform.data.synth import class_names, encode_mp4, make_synthetic_dataset, render_video
 
 
-def test_pairs_are_exact_time_reverses():
+@pytest.mark.parametrize("style", ["cluttered", "simple"])
+def test_pairs_are_exact_time_reverses(style):
     # the same appearance draw played backwards is the partner class: order is the only difference
     for label in range(0, 10, 2):
-        a = render_video(label, np.random.default_rng([5, label]))
-        b = render_video(label + 1, np.random.default_rng([5, label]))
+        a = render_video(label, np.random.default_rng([5, label]), style=style)
+        b = render_video(label + 1, np.random.default_rng([5, label]), style=style)
         assert np.array_equal(a[::-1], b), class_names(10)[label]
         assert not np.array_equal(a, b)  # and there is motion to see
         assert np.abs(a[0].astype(int) - a[-1].astype(int)).mean() > 0.5
@@ -27,6 +28,21 @@ def test_pair_members_have_the_same_frame_statistics():
         for label in (0, 1):
             means[label].append(render_video(label, np.random.default_rng([s, 99])).mean())
     assert np.allclose(sorted(means[0]), sorted(means[1]))
+
+
+def test_styles_differ_in_clutter_and_motion():
+    def background_colours(frames):
+        still = (frames == frames[:1]).all(axis=(0, 3))
+        return len(np.unique(frames[0][still], axis=0))
+
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    simple, cluttered = render_video(0, rng(), style="simple"), render_video(0, rng(), style="cluttered")
+    assert background_colours(simple) == 1  # plain background, no distractors
+    assert background_colours(cluttered) > 10  # gradient
+    # simple: motion over the whole clip, so every pair of consecutive frames differs
+    assert all(not np.array_equal(simple[i], simple[i + 1]) for i in range(len(simple) - 1))
+    with pytest.raises(ValueError, match="unknown synthetic style"):
+        render_video(0, rng(), style="busy")
 
 
 def test_dataset_files_manifests_and_decoding(tmp_path):
@@ -49,6 +65,8 @@ def test_dataset_files_manifests_and_decoding(tmp_path):
     assert make_synthetic_dataset(tmp_path / "synth", 48, seed=3) == ds
     with pytest.raises(ValueError, match="other settings"):
         make_synthetic_dataset(tmp_path / "synth", 48, seed=4)
+    with pytest.raises(ValueError, match="other settings"):
+        make_synthetic_dataset(tmp_path / "synth", 48, seed=3, style="simple")
     assert again.num_classes == 8
 
 

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--workers", type=int, default=2, help="encoding processes")
+    p.add_argument("--style", choices=["cluttered", "simple"], default="cluttered",
+                   help="cluttered: gradient background, distractors, small objects, random motion start/stop; "
+                        "simple: plain background, larger objects, motion over the whole clip")
 
     p = sub.add_parser("shard", help="pack the videos of a manifest into Parquet shards",
                        description="Pack videos into Parquet shards (bytes + label + probed metadata). "
@@ -63,7 +66,7 @@ def _synth(args) -> int:
 
     ds = make_synthetic_dataset(args.out, args.videos, seed=args.seed, num_classes=args.classes, size=args.size,
                                 num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
-                                num_workers=args.workers)
+                                num_workers=args.workers, style=args.style)
     print(f"wrote {args.videos} videos, {ds.num_classes} classes to {ds.root}")
     print(f"  train manifest: {ds.train_manifest}\n  val manifest:   {ds.val_manifest}\n  labels:         {ds.labels_csv}")
     print(f"next: vfn data shard {ds.train_manifest} --root {ds.root} --out {ds.root}/shards/train")
