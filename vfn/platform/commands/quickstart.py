@@ -26,15 +26,15 @@ RECIPE: dict = {
     # no flips: "moving left" mirrored is "moving right"
     "augment": {"flip_prob": 0.0, "scale": [0.6, 1.0], "color_jitter": 0.2, "grayscale_prob": 0.0,
                 "mixup_prob": 0.0, "label_smoothing": 0.1},
-    "optim": {"optimizer": "adamw", "lr": 1.0e-3, "lr_scale_batch": None, "weight_decay": 0.05, "epochs": 12,
+    "optim": {"optimizer": "adamw", "lr": 1.0e-3, "lr_scale_batch": None, "weight_decay": 0.05, "epochs": 6,
               "warmup_epochs": 1, "warmup_lr": 1.0e-5, "min_lr": 1.0e-5, "batch_size": 8, "clip_grad": 5.0},
-    "eval": {"every_epochs": 6, "num_clips": 2, "num_crops": 1, "batch_size": 16},
+    "eval": {"every_epochs": 3, "num_clips": 2, "num_crops": 1, "batch_size": 16},
     "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "max_failures": 1},
     "tracking": {"experiment": "quickstart"},
-    "output": {"name": "quickstart", "checkpoint_every": 6, "keep": 2},
+    "output": {"name": "quickstart", "checkpoint_every": 3, "keep": 2},
 }
 SHARD_BYTES = 512 << 10
-SYNTH_STYLE = "simple"  # plain background, larger objects: learnable from scratch in minutes on a CPU
+SYNTH_STYLE = "simple"  # bright objects on a dark background: learnable from scratch in minutes on a CPU
 SYNTH_SIZE, SYNTH_FRAMES = 32, 8  # stored at the model's input size: nothing to decode that is thrown away
 NUM_VIDEOS = 1600  # 1280 train / 320 val: the 4 translation classes (right/left/down/up)
 
