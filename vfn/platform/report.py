@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,15 +122,16 @@ def plot_accuracy_vs_gflops(rows: list[dict[str, Any]], path: Path, title: str) 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    for r in rows:
-        if math.isnan(r["top1_mean"]):
-            continue
-        ax.errorbar(r["gflops"], r["top1_mean"], yerr=r["top1_std"], fmt="o", capsize=3)
-        ax.annotate(r["setting"], (r["gflops"], r["top1_mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    markers = "osD^vPX*"  # settings often share a point (same cost, same accuracy): a legend, not labels
+    for i, r in enumerate(x for x in rows if not math.isnan(x["top1_mean"])):
+        ax.errorbar(r["gflops"], r["top1_mean"], yerr=r["top1_std"], fmt=markers[i % len(markers)], capsize=3,
+                    markersize=7, alpha=0.85, label=r["setting"])
     ax.set_xlabel("GFLOPs per view")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
     ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
