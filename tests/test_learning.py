@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vfn.platform.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, SYNTH_STYLE, build_config
+from vfn.platform.data.clips import normalize
 from vfn.platform.data.synth import render_video
 from vfn.platform.train import build_model
 
@@ -21,12 +22,10 @@ NUM_CLASSES, TRAIN, VAL, STEPS, BATCH = 4, 960, 160, 400, 16
 
 @pytest.fixture(scope="module")
 def clips():
-    # rendered frames, normalised as the data pipeline does; label i % 4 keeps the classes balanced
+    # rendered frames (no MP4 round trip), normalised by the data pipeline's own function; label i % 4 keeps the classes balanced
     frames = np.stack([render_video(i % NUM_CLASSES, np.random.default_rng([0, i]), SYNTH_SIZE, SYNTH_FRAMES,
                                     SYNTH_STYLE) for i in range(TRAIN + VAL)])
-    x = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float() / 255
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-    x = (x - mean.view(3, 1, 1)) / std.view(3, 1, 1)
+    x = normalize(torch.from_numpy(frames).permute(0, 1, 4, 2, 3))
     y = torch.arange(TRAIN + VAL) % NUM_CLASSES
     return x[:TRAIN], y[:TRAIN], x[TRAIN:], y[TRAIN:]
 
