@@ -5,8 +5,6 @@ learnable from scratch."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -15,14 +13,15 @@ import torch.nn.functional as F
 from vfn.platform.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, SYNTH_STYLE, build_config
 from vfn.platform.data.clips import normalize
 from vfn.platform.data.synth import render_video
-from vfn.platform.train import build_model
+from vfn.platform.train import Plan, build_model, build_optimizer
 
 NUM_CLASSES, TRAIN, VAL, STEPS, BATCH = 4, 960, 160, 400, 16
 
 
 @pytest.fixture(scope="module")
 def clips():
-    # rendered frames (no MP4 round trip), normalised by the data pipeline's own function; label i % 4 keeps the classes balanced
+    # rendered frames (no MP4 round trip), normalised by the data pipeline's own function;
+    # label i % 4 keeps the classes balanced
     frames = np.stack([render_video(i % NUM_CLASSES, np.random.default_rng([0, i]), SYNTH_SIZE, SYNTH_FRAMES,
                                     SYNTH_STYLE) for i in range(TRAIN + VAL)])
     x = normalize(torch.from_numpy(frames).permute(0, 1, 4, 2, 3))
@@ -31,25 +30,23 @@ def clips():
 
 
 def train_and_validate(design: str, clips, tmp_path) -> float:
-    """The quickstart recipe (model, AdamW, warm-up + cosine, label smoothing) in a plain loop."""
+    """The quickstart recipe (model, timm AdamW, warm-up + cosine, label smoothing) in a plain loop."""
     cfg = build_config(tmp_path, tmp_path / "data", [f"model.design={design}"])
     x_train, y_train, x_val, y_val = clips
     torch.manual_seed(0)
     model = build_model(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    plan = Plan(train_videos=TRAIN, val_videos=VAL, micro_steps_per_epoch=STEPS, steps_per_epoch=STEPS,
+                total_steps=STEPS, warmup_steps=STEPS // 10, lr=cfg.optim.lr)
+    optimizer, scheduler = build_optimizer(cfg, model, plan)
     order = torch.Generator().manual_seed(0)
-    warmup = STEPS // 10
     for step in range(STEPS):
-        lr = cfg.optim.lr * (min(1.0, (step + 1) / warmup) if step < warmup
-                             else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (STEPS - warmup))))
-        for group in opt.param_groups:
-            group["lr"] = lr
         idx = torch.randint(0, len(x_train), (BATCH,), generator=order)
         loss = F.cross_entropy(model(x_train[idx]), y_train[idx], label_smoothing=cfg.augment.label_smoothing)
-        opt.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-        opt.step()
+        optimizer.step()
+        scheduler.step_update(step + 1)
     model.eval()
     with torch.no_grad():
         return (model(x_val).argmax(1) == y_val).float().mean().item()

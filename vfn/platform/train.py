@@ -88,6 +88,20 @@ def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> torch
     return model
 
 
+def build_optimizer(cfg: ExperimentConfig, model: torch.nn.Module, plan: Plan):
+    """timm optimiser (no weight decay on norms and biases) and per-step warm-up + cosine schedule;
+    call `scheduler.step_update(global_step)` after every optimiser step."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+
+    o = cfg.optim
+    opt_kwargs = dict(momentum=o.momentum) if o.optimizer == "sgd" else dict(betas=tuple(o.betas))
+    optimizer = create_optimizer_v2(model, opt=o.optimizer, lr=plan.lr, weight_decay=o.weight_decay, **opt_kwargs)
+    scheduler = CosineLRScheduler(optimizer, t_initial=plan.total_steps, lr_min=o.min_lr, warmup_t=plan.warmup_steps,
+                                  warmup_lr_init=o.warmup_lr, t_in_epochs=False)
+    return optimizer, scheduler
+
+
 def clip_spec(cfg: ExperimentConfig, split: str):
     from .data.clips import ClipSpec
 
@@ -201,8 +215,6 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
     from timm.loss import SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
     from timm.utils import ModelEmaV3
 
     from .checkpoints import load_state, save_state
@@ -226,10 +238,7 @@ def train_loop_per_worker(config: dict) -> None:
     ema = ModelEmaV3(model, decay=o.ema_decay) if o.ema else None
     model = ray.train.torch.prepare_model(model)
     bare = model.module if hasattr(model, "module") else model
-    opt_kwargs = dict(momentum=o.momentum) if o.optimizer == "sgd" else dict(betas=tuple(o.betas))
-    optimizer = create_optimizer_v2(bare, opt=o.optimizer, lr=plan.lr, weight_decay=o.weight_decay, **opt_kwargs)
-    scheduler = CosineLRScheduler(optimizer, t_initial=plan.total_steps, lr_min=o.min_lr, warmup_t=plan.warmup_steps,
-                                  warmup_lr_init=o.warmup_lr, t_in_epochs=False)
+    optimizer, scheduler = build_optimizer(cfg, bare, plan)
     precision = resolve_precision(cfg, device)
     autocast = autocast_for(precision, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None

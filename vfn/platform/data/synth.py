@@ -14,8 +14,8 @@ objects and motion that starts and stops at random times; `simple` has a bright 
 dark background, larger objects and motion over the whole clip. The fixed sign of the contrast is
 what matters most: with it, a small model trained from scratch on a CPU finds the motion cue in
 100-250 steps (every seed tried); with any colours it sits at chance for 400 to over 1400 steps,
-depending on the seed. The quickstart and the laptop ablations use `simple`. Videos are real H.264 MP4 (yuv420p, even
-sizes), small and cheap to decode: 64x64 and 16 frames by default.
+depending on the seed. The quickstart and the laptop ablations use `simple`. Videos are real H.264
+MP4 (yuv420p, even sizes), small and cheap to decode: 64x64 and 16 frames by default.
 """
 
 from __future__ import annotations
