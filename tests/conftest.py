@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,6 +44,38 @@ def ray_session(tmp_path_factory):
     # left running until interpreter exit: later tests in the same run reuse it
 
 
+def _live_placement_groups() -> dict[str, dict]:
+    import ray.util
+
+    return {pg_id: pg for pg_id, pg in ray.util.placement_group_table().items() if pg["state"] != "REMOVED"}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_placement_groups(request):
+    """Fail the Ray test after which placement groups stay reserved, and free them.
+
+    Every Ray test shares one 2-CPU session; a placement group left behind by one test (Ray Train
+    removes its worker group's asynchronously, so we wait a little first) would starve the next
+    test's decode tasks, and that test would wait for data forever instead of failing.
+    """
+    if "ray_session" not in request.fixturenames:
+        yield
+        return
+    import ray
+    import ray.util
+
+    before = set(_live_placement_groups())
+    yield
+    deadline = time.monotonic() + 60
+    while (leaked := {k: v for k, v in _live_placement_groups().items() if k not in before}) and time.monotonic() < deadline:
+        time.sleep(1)
+    for pg_id in leaked:
+        ray.util.remove_placement_group(ray.util.placement_group.PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+    if leaked:
+        held = [f"{pg['name'] or pg_id[:8]} {pg['state']} {list(pg['bundles'].values())}" for pg_id, pg in leaked.items()]
+        pytest.fail(f"placement groups still reserved 60 s after the test (now removed): {held}")
+
+
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory) -> Path:
     """Train/val Parquet shards of a tiny synthetic set (24 videos, 4 classes, 32x32): `root/train`, `root/val`."""
@@ -66,3 +104,44 @@ def tiny_experiment(data: Path, root: Path, **sections) -> dict:
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return raw
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend in `workdir`, artifacts proxied to
+    `artifacts`, a path or s3://...); yields its http URI."""
+    port = free_port()
+    log = open(workdir / "mlflow-server.log", "w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}", "--artifacts-destination", artifacts,
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"mlflow server did not start: {(workdir / 'mlflow-server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

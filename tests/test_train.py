@@ -4,6 +4,8 @@ MLflow run reads back complete. One fit with a deliberate crash covers all of it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -63,7 +65,7 @@ def test_killed_worker_is_recovered_with_full_step_count_and_mlflow_run(ray_sess
     state = load_state(result.best_checkpoint)
     assert {"model", "optimizer", "scheduler", "epoch", "global_step", "config", "mlflow_run_id"} <= set(state)
     assert state["config"]["output"]["name"] == "tiny" and state["mlflow_run_id"] == result.mlflow_run_id
-    torch.load(result.latest_checkpoint / "checkpoint.pt", weights_only=True)
+    torch.load(Path(result.latest_checkpoint) / "checkpoint.pt", weights_only=True)
     assert read_run_index(result.run_dir)["mlflow_run_id"] == result.mlflow_run_id
 
     # MLflow, read back through the client

@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import torch
+
+from . import storage
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_INDEX = "vfn_run.json"  # written by the driver next to Ray's files: best/latest checkpoint, MLflow run
@@ -41,30 +44,38 @@ def load_state(path: str | Path) -> dict[str, Any]:
 
 
 def read_run_index(run_dir: str | Path) -> dict[str, Any]:
-    f = Path(run_dir) / RUN_INDEX
-    return json.loads(f.read_text()) if f.is_file() else {}
+    text = storage.read_text(storage.join(run_dir, RUN_INDEX))
+    return json.loads(text) if text else {}
 
 
 def write_run_index(run_dir: str | Path, **entries: Any) -> None:
     index = read_run_index(run_dir) | entries
-    (Path(run_dir) / RUN_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    storage.write_text(storage.join(run_dir, RUN_INDEX), json.dumps(index, indent=2) + "\n")
 
 
 def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
-    """A checkpoint file from: the file itself, a Ray checkpoint directory, or a run directory
-    (its best checkpoint, or the latest when `which="latest"` or no best is recorded)."""
-    p = Path(path)
-    if p.is_file():
+    """A local checkpoint file from: the file itself, a Ray checkpoint directory, or a run directory
+    (its best checkpoint, or the latest when `which="latest"` or no best is recorded). Locations on
+    object storage (s3://...) are downloaded once into a local cache."""
+    return storage.local_copy(find_checkpoint(path, which))
+
+
+def find_checkpoint(path: str | Path, which: str = "best") -> str:
+    """The location (path or URI) of the checkpoint file `resolve_checkpoint` reads."""
+    p = str(path)
+    if storage.is_file(p):
         return p
-    if not p.is_dir():
+    if not storage.is_dir(p):
         raise CheckpointError(f"{p}: no such checkpoint file or run directory")
-    if (p / CHECKPOINT_FILE).is_file():
-        return p / CHECKPOINT_FILE
+    if storage.is_file(own := storage.join(p, CHECKPOINT_FILE)):
+        return own
     index = read_run_index(p)
     for key in (f"{which}_checkpoint", "latest_checkpoint"):
-        if index.get(key) and (Path(index[key]) / CHECKPOINT_FILE).is_file():
-            return Path(index[key]) / CHECKPOINT_FILE
-    found = sorted(p.glob(f"checkpoint_*/{CHECKPOINT_FILE}"), key=lambda f: f.stat().st_mtime)
-    if found:
-        return found[-1]
+        if index.get(key) and storage.is_file(f := storage.join(index[key], CHECKPOINT_FILE)):
+            return f
+    found = [(info.mtime_ns or 0, storage.with_path(p, info.path)) for info in storage.list_dir(p)
+             if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")]
+    for _, directory in sorted(found, reverse=True):
+        if storage.is_file(f := storage.join(directory, CHECKPOINT_FILE)):
+            return f
     raise CheckpointError(f"{p}: no {CHECKPOINT_FILE} here, and no checkpoint_*/ directories (is it a vfn run?)")

@@ -162,7 +162,6 @@ def run_evaluation(
 ) -> tuple[EvalResult, dict]:
     """Evaluate a training checkpoint on Parquet shards; logs to the checkpoint's MLflow run when
     its store is reachable, else to a new run in `<workdir>/mlflow.db`. Returns (result, info)."""
-    import tempfile
     import time
     from pathlib import Path
 
@@ -170,15 +169,16 @@ def run_evaluation(
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from .checkpoints import load_state, resolve_checkpoint
+    from . import storage
+    from .checkpoints import find_checkpoint, load_state
     from .config import validate
     from .data.shards import count_videos
     from .train import _init_ray, _split_config, build_datasets
 
-    path = resolve_checkpoint(checkpoint)
+    path = find_checkpoint(checkpoint)  # workers read it from there (any node), the driver too
     state = load_state(path)
     cfg = validate(state["config"], f"{path} (saved config)")
-    cfg = cfg.with_overrides({"data.val": str(Path(data).resolve()), "data.train": None})
+    cfg = cfg.with_overrides({"data.val": storage.absolute(data), "data.train": None})
     if overrides:
         cfg = cfg.with_overrides(overrides)
     if num_workers:
@@ -189,14 +189,14 @@ def run_evaluation(
 
     DataContext.get_current().enable_progress_bars = False
     use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
-    storage = Path(workdir).resolve() / "runs"
+    runs = Path(workdir).resolve() / "runs"
     t0 = time.time()
     trainer = TorchTrainer(
         eval_loop_per_worker,
         train_loop_config=dict(cfg=cfg.to_dict(), checkpoint=str(path), num_videos=num_videos, use_ema=use_ema),
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage)),
+        run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(runs)),
         datasets=build_datasets(cfg, splits=("val",)),
         dataset_config=_split_config(),
     )
@@ -216,6 +216,7 @@ def _log_evaluation(cfg, state: dict, res: EvalResult, data: str, workdir: str) 
 
     from mlflow.exceptions import MlflowException
 
+    from . import storage
     from .data.manifest import read_label_names
     from .tracking import _client, plot_confusion, start_run, tracking_uri
 
@@ -240,7 +241,7 @@ def _log_evaluation(cfg, state: dict, res: EvalResult, data: str, workdir: str) 
 
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in res.metrics("eval_").items()])
-    client.set_tag(run_id, "eval.data", str(Path(data).resolve()))
+    client.set_tag(run_id, "eval.data", storage.absolute(data))
     labels = read_label_names(cfg.data.labels) if cfg.data.labels and Path(cfg.data.labels).is_file() else None
     with tempfile.TemporaryDirectory() as d:
         png = plot_confusion(res.confusion, labels, Path(d) / "eval_confusion_matrix.png",

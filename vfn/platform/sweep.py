@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import storage
 from .config import ExperimentConfig, validate
 from .report import TrialOutcome, ablation_rows, model_cost, row_name, write_report
 from .sweep_spec import SweepSpec
@@ -31,12 +33,12 @@ STATE_FILE = "vfn_sweep.json"
 @dataclass
 class SweepResult:
     name: str
-    experiment_dir: Path
+    experiment_dir: str  # a path or a URI (s3://...), under `<output.root>/ray_results`
     parent_run_id: str | None
     tracking_uri: str | None
     outcomes: list[TrialOutcome]
     seconds: float
-    report: dict[str, Path] | None = None
+    report: dict[str, Path] | None = None  # local files (also copied to experiment_dir/report)
     table: str | None = None
 
 
@@ -104,7 +106,7 @@ def _resources(spec: SweepSpec, base: ExperimentConfig) -> tuple[int, bool]:
     return fits, use_gpu
 
 
-def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: Path, kind: str) -> tuple[str | None, str | None]:
+def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: str, kind: str) -> tuple[str | None, str | None]:
     """The sweep's MLflow parent run: reopened from the state file on restore, else created."""
     if not base.tracking.enabled:
         return None, None
@@ -114,8 +116,8 @@ def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: Path, kind:
 
     uri = tracking_uri(base)
     client = MlflowClient(tracking_uri=uri)
-    if state_path.is_file():
-        run_id = json.loads(state_path.read_text()).get("parent_run_id")
+    if (text := storage.read_text(state_path)) is not None:
+        run_id = json.loads(text).get("parent_run_id")
         if run_id:
             client.update_run(run_id, status="RUNNING")
             return run_id, uri
@@ -157,9 +159,9 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
     from ray import tune
 
     t0 = time.time()
-    storage = Path(base.output.root).resolve() / "ray_results"
-    exp_dir = storage / spec.name
-    state_path = exp_dir / STATE_FILE
+    results = storage.join(storage.absolute(base.output.root), "ray_results")  # Tune takes URIs as well
+    exp_dir = storage.join(results, spec.name)
+    state_path = storage.join(exp_dir, STATE_FILE)
     if not ray.is_initialized():
         # the dashboard serves the State API that Ray Train's PlacementGroupCleaner needs: when Tune
         # stops a trial (ASHA, max_t) it kills the trial's controller, and only the cleaner then frees
@@ -174,9 +176,9 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
         # trial's CPUs all go to its Train workers and N-CPU clusters fit N/(workers*cpus) trials
         {"cpu": 0, "memory": 64 * 2**20},
     )
-    if tune.Tuner.can_restore(str(exp_dir)):
+    if tune.Tuner.can_restore(exp_dir):
         print(f"{kind}: resuming {exp_dir} (finished trials are kept)")
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     else:
         scheduler = None
@@ -193,10 +195,9 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
             param_space={"params": {k: d.to_tune() for k, d in spec.space.items()}, "seed": tune.grid_search(spec.seeds)},
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                         scheduler=scheduler, max_concurrent_trials=concurrent),
-            run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=1),
+            run_config=tune.RunConfig(name=spec.name, storage_path=results, verbose=1),
         )
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps({"parent_run_id": parent_run_id, "tracking_uri": uri, "kind": kind}))
+    storage.write_text(state_path, json.dumps({"parent_run_id": parent_run_id, "tracking_uri": uri, "kind": kind}))
     grid = tuner.fit()
     outcomes = _outcomes(grid, spec)
     result = SweepResult(spec.name or "", exp_dir, parent_run_id, uri, outcomes, time.time() - t0)
@@ -206,7 +207,8 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
 
 def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: str) -> None:
     """Write the results table (and for ablations the report), log them to the parent run."""
-    out_dir = result.experiment_dir / "report"
+    remote = storage.is_remote(result.experiment_dir)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"vfn-{spec.name}-report-")) if remote else Path(result.experiment_dir, "report")
     keys = spec.row_keys
     cost = {}
     for o in result.outcomes:
@@ -221,6 +223,9 @@ def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: 
     chance = 1.0 / base.data.num_classes
     result.report = write_report(rows, keys, out_dir, title, chance)
     result.table = result.report["markdown"].read_text()
+    if remote:
+        for path in result.report.values():
+            storage.upload(path, storage.join(result.experiment_dir, "report", path.name))
     if result.parent_run_id:
         from mlflow.tracking import MlflowClient
 

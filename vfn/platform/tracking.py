@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import storage
 from .config import ConfigError, ExperimentConfig
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -25,6 +26,11 @@ def tracking_uri(cfg: ExperimentConfig) -> str:
         return cfg.tracking.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
+    if storage.is_remote(cfg.output.root):  # a SQLite file cannot live on object storage
+        raise ConfigError(
+            f"output.root={cfg.output.root} is on object storage, so MLflow needs a tracking server: set "
+            "tracking.tracking_uri or MLFLOW_TRACKING_URI (the cluster's head runs one), or tracking.enabled=false"
+        )
     return f"sqlite:///{Path(cfg.output.root).resolve() / 'mlflow.db'}"
 
 
@@ -99,9 +105,9 @@ def start_run(
     uri = tracking_uri(cfg)
     check_tracking_server(uri)
     client = _client(uri)
-    id_file = Path(run_dir) / RUN_ID_FILE
-    if id_file.is_file():
-        run_id = id_file.read_text().strip()
+    id_file = storage.join(run_dir, RUN_ID_FILE)
+    if (text := storage.read_text(id_file)) is not None:
+        run_id = text.strip()
         try:
             client.get_run(run_id)
             client.update_run(run_id, status="RUNNING")
@@ -111,7 +117,7 @@ def start_run(
             pass  # the store was deleted or moved: start a new run
     parent = parent_run_id or cfg.tracking.parent_run_id
     all_tags = {
-        "vfn.run_dir": str(Path(run_dir).resolve()),
+        "vfn.run_dir": storage.absolute(run_dir),
         "vfn.name": cfg.output.name or "",
         "model": cfg.model.name,
         "design": cfg.model.design,
@@ -130,8 +136,7 @@ def start_run(
     for i in range(0, len(params), 100):  # MLflow's batch limit
         client.log_batch(run_id, params=params[i : i + 100])
     client.log_batch(run_id, tags=[RunTag("mlflow.source.name", "vfn train")])
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    id_file.write_text(run_id + "\n")
+    storage.write_text(id_file, run_id + "\n")
     return run_id
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from . import storage
 from .config import ConfigError, ExperimentConfig, diff, validate
 
 # sections that must match for a re-run to continue an existing run
@@ -49,10 +50,10 @@ class Plan:
 @dataclass
 class TrainResult:
     name: str
-    run_dir: Path
+    run_dir: str  # a local path or a URI (s3://...): see `storage`
     metrics: dict[str, Any]
-    best_checkpoint: Path | None
-    latest_checkpoint: Path | None
+    best_checkpoint: str | None  # Ray checkpoint directories, same kind of location
+    latest_checkpoint: str | None
     mlflow_run_id: str | None
     tracking_uri: str | None
     wall_s: float
@@ -449,9 +450,9 @@ def train_loop_per_worker(config: dict) -> None:
 
         k = cfg.debug.kill_worker_after_epoch
         if k == epoch + 1 and rank == cfg.debug.kill_rank:
-            marker = Path(config["run_dir"]) / f".killed_after_epoch_{k}"
-            if not marker.exists():  # once per run: the restarted worker must carry on
-                marker.touch()
+            marker = storage.join(config["run_dir"], f".killed_after_epoch_{k}")
+            if not storage.exists(marker):  # once per run: the restarted worker must carry on
+                storage.write_text(marker, "")
                 # wait until the controller has registered this epoch's checkpoint (it polls every
                 # 2 s), while the other workers already block in epoch k + 1; then die hard
                 time.sleep(6)
@@ -463,23 +464,25 @@ def train_loop_per_worker(config: dict) -> None:
 # -- driver -------------------------------------------------------------------------------------
 
 
-def prepare_run_dir(cfg: ExperimentConfig) -> Path:
-    """`<root>/runs/<name>`, with the resolved config; refuses to continue a run configured differently."""
+def prepare_run_dir(cfg: ExperimentConfig) -> str:
+    """`<root>/runs/<name>` (a path or a URI), with the resolved config; refuses to continue a run
+    configured differently."""
     import yaml
 
-    run_dir = Path(cfg.output.root) / "runs" / cfg.output.name
-    saved = run_dir / CONFIG_FILE
-    if saved.is_file():
-        old = validate(yaml.safe_load(saved.read_text()), str(saved))
+    runs = storage.join(storage.absolute(cfg.output.root), "runs")
+    run_dir = storage.join(runs, cfg.output.name)
+    saved = storage.join(run_dir, CONFIG_FILE)
+    if (text := storage.read_text(saved)) is not None:
+        old = validate(yaml.safe_load(text), saved)
         changes = diff(old, cfg, RESUME_SECTIONS)
         if changes:
             more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
             raise ConfigError(
-                f"run '{cfg.output.name}' in {run_dir.parent} was started with another config ({changes[0]}{more}); "
+                f"run '{cfg.output.name}' in {runs} was started with another config ({changes[0]}{more}); "
                 f"to continue it use the same settings, to start anew pass output.name=NEW_NAME"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    storage.make_dirs(run_dir)
+    storage.write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return run_dir
 
 
@@ -518,7 +521,10 @@ def run_training(
     if not cfg.output.name:
         cfg = cfg.with_overrides({"output.name": f"{cfg.model.name}-{cfg.fingerprint()}"})
     plan = make_plan(cfg)
-    run_dir = prepare_run_dir(cfg)
+    if cfg.tracking.enabled:
+        from .tracking import check_tracking_server, tracking_uri
+
+        check_tracking_server(tracking_uri(cfg))  # before anything is written or spent
     label_names = None
     if cfg.data.labels:
         from .data.manifest import read_label_names
@@ -526,13 +532,13 @@ def run_training(
         label_names = read_label_names(cfg.data.labels)
         if len(label_names) != cfg.data.num_classes:
             raise ConfigError(f"data.labels lists {len(label_names)} classes, data.num_classes={cfg.data.num_classes}")
+    run_dir = prepare_run_dir(cfg)
 
     uri = run_id = None
     if cfg.tracking.enabled:
         from .report import model_cost
-        from .tracking import check_tracking_server, start_run, tracking_uri
+        from .tracking import start_run
 
-        check_tracking_server(tracking_uri(cfg))  # before anything else is spent
         params_m, gflops = model_cost(cfg)  # shapes only, on the meta device
         uri = tracking_uri(cfg)
         tags = {"params_M": f"{params_m:.4g}", "gflops_per_view": f"{gflops:.4g}", **(extra_tags or {})}
@@ -553,6 +559,8 @@ def run_training(
 
         board = ProgressBoard.remote()
     datasets = build_datasets(cfg)
+    # Ray Train writes checkpoints through the same pyarrow filesystem (local disk, NFS or s3://)
+    fs, runs_path = storage.resolve(storage.join(storage.absolute(cfg.output.root), "runs"))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=dict(cfg=cfg.to_dict(), plan=asdict(plan), tracking_uri=uri, mlflow_run_id=run_id,
@@ -561,7 +569,8 @@ def run_training(
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(
             name=cfg.output.name,
-            storage_path=str(run_dir.parent),
+            storage_path=runs_path,
+            storage_filesystem=fs if storage.is_remote(run_dir) else None,
             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.output.keep,
@@ -600,32 +609,36 @@ def run_training(
 
             finish_run(uri, run_id, "FAILED")
         raise TrainingError(f"training run '{cfg.output.name}' stopped: {metrics['error']}")
-    latest = Path(result.checkpoint.path) if result.checkpoint else None
+    latest = storage.with_path(run_dir, result.checkpoint.path) if result.checkpoint else None
     best = latest
     if plan.val_videos and result.best_checkpoints:
-        best = Path(result.get_best_checkpoint(cfg.output.metric, "max").path)
+        best = storage.with_path(run_dir, result.get_best_checkpoint(cfg.output.metric, "max").path)
     from .checkpoints import write_run_index
 
-    write_run_index(run_dir, best_checkpoint=str(best) if best else None, latest_checkpoint=str(latest) if latest else None,
-                    mlflow_run_id=run_id, tracking_uri=uri, plan=asdict(plan))
+    write_run_index(run_dir, best_checkpoint=best, latest_checkpoint=latest, mlflow_run_id=run_id, tracking_uri=uri,
+                    plan=asdict(plan))
     if run_id:
         _log_run_artifacts(uri, run_id, run_dir, best, metrics)
     return TrainResult(cfg.output.name, run_dir, metrics, best, latest, run_id, uri, time.time() - t0)
 
 
-def _log_run_artifacts(uri: str, run_id: str, run_dir: Path, best: Path | None, metrics: dict) -> None:
+def _log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, metrics: dict) -> None:
     from .checkpoints import CHECKPOINT_FILE
     from .tracking import _client, finish_run, log_artifact, plot_learning_curves
 
-    log_artifact(uri, run_id, run_dir / CONFIG_FILE)
-    if best is not None:
-        ckpt = best / CHECKPOINT_FILE
-        pointer = run_dir / "best_checkpoint.txt"
-        pointer.write_text(f"{ckpt}\n")
-        log_artifact(uri, run_id, pointer)
-        if ckpt.stat().st_size <= 200 << 20:  # small models: the file itself; large: the pointer only
-            log_artifact(uri, run_id, ckpt, "best_checkpoint")
-    log_artifact(uri, run_id, plot_learning_curves(uri, run_id, run_dir / "learning_curves.png"))
+    with tempfile.TemporaryDirectory() as tmp:
+        log_artifact(uri, run_id, storage.local_copy(storage.join(run_dir, CONFIG_FILE), tmp))
+        if best is not None:
+            ckpt = storage.join(best, CHECKPOINT_FILE)
+            pointer = storage.join(run_dir, "best_checkpoint.txt")
+            storage.write_text(pointer, f"{ckpt}\n")
+            log_artifact(uri, run_id, storage.local_copy(pointer, tmp))
+            fs, path = storage.resolve(ckpt)
+            if (fs.get_file_info(path).size or 0) <= 200 << 20:  # small models: the file; large: the pointer only
+                log_artifact(uri, run_id, storage.local_copy(ckpt, tmp), "best_checkpoint")
+        curves = plot_learning_curves(uri, run_id, Path(tmp) / "learning_curves.png")
+        storage.upload(curves, storage.join(run_dir, "learning_curves.png"))
+        log_artifact(uri, run_id, curves)
     client = _client(uri)
     for key in ("val_top1", "val_top5", "val_mean_class_acc", "global_step"):
         if key in metrics:

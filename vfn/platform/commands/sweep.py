@@ -33,7 +33,8 @@ def run(args: argparse.Namespace, kind: str = KIND) -> int:
     print()
     print(result.table)
     print(f"{kind} '{result.name}': {len(result.outcomes)} trials ({len(failed)} failed) in {result.seconds:.0f} s")
-    print(f"report: {result.report['markdown'].parent}")
+    copied = f" (and {result.experiment_dir}/report)" if "://" in result.experiment_dir else ""
+    print(f"report: {result.report['markdown'].parent}{copied}")
     if result.parent_run_id:
         print(f"MLflow parent run {result.parent_run_id} ({result.tracking_uri})")
     return 1 if failed and len(failed) == len(result.outcomes) else 0

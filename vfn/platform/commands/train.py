@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(result) -> str:
     m = result.metrics
-    lines = [f"run '{result.name}' finished in {result.wall_s:.0f} s: {m.get('epoch')} epochs, {m.get('global_step')} optimiser steps"]
+    restarts = f", recovered from {m['restarts']} worker failure(s)" if m.get("restarts") else ""
+    lines = [f"run '{result.name}' finished in {result.wall_s:.0f} s: {m.get('epoch')} epochs, "
+             f"{m.get('global_step')} optimiser steps{restarts}"]
     if "val_top1" in m and m["val_top1"] >= 0:
         lines.append(
             f"  val top-1 {100 * m['val_top1']:.2f}%  top-5 {100 * m['val_top5']:.2f}%  "

@@ -27,7 +27,8 @@ import numpy as np
 
 from vfn.platform.data.clips import (AugmentSpec, ClipSpec, CorruptVideoError, decode_test_views,
                                      decode_train_clip)
-from vfn.platform.data.shards import is_arrow_native, list_shards, read_metadata, resolve
+from vfn.platform.data.shards import list_shards, read_metadata
+from vfn.platform.storage import is_arrow_native, resolve
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from vfn.platform.data.clips import CorruptVideoError, open_video, read_frames
 from vfn.platform.data.manifest import VideoRecord, read_manifest
+from vfn.platform.storage import join, read_bytes, resolve, write_text
 
 log = logging.getLogger(__name__)
 
@@ -54,49 +55,6 @@ SCHEMA = pa.schema([
     ("num_bytes", pa.int64()),
 ])
 META_COLUMNS = [n for n in SCHEMA.names if n != "video"]
-
-
-# ---------------------------------------------------------------- filesystems
-
-
-def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path within it) for a local path or a URI: pyarrow's own filesystems first
-    (s3://, gs://, hdfs://, file://), then any fsspec protocol (az://, memory://, ...)."""
-    location = str(location)
-    if "://" not in location:
-        return pafs.LocalFileSystem(), os.path.abspath(location)
-    try:
-        return pafs.FileSystem.from_uri(location)
-    except pa.ArrowInvalid:  # a scheme pyarrow does not know: wrap the fsspec filesystem
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(location)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
-
-
-def is_arrow_native(location: str) -> bool:
-    """Whether Ray/pyarrow can open this location from the URI alone (no filesystem object)."""
-    return "://" not in str(location) or not isinstance(resolve(location)[0], pafs.PyFileSystem)
-
-
-def _join_uri(location: str, name: str) -> str:
-    return location.rstrip("/") + "/" + name if "://" in location else os.path.join(location, name)
-
-
-def read_bytes(path: str) -> bytes:
-    if "://" in path:
-        fs, p = resolve(path)
-        with fs.open_input_stream(p) as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _write_text(fs: pafs.FileSystem, path: str, text: str) -> None:
-    tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
-    with fs.open_output_stream(tmp) as f:
-        f.write(text.encode())
-    fs.move(tmp, path)
 
 
 # ---------------------------------------------------------------- probing
@@ -225,7 +183,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
             raise ValueError(f"{out_dir} holds shards of a different manifest or shard size; "
                              "use an empty output directory")
     else:
-        _write_text(fs, plan_path, json.dumps({"digest": digest, "num_shards": len(plan),
+        write_text(join(str(out_dir), "_plan.json"), json.dumps({"digest": digest, "num_shards": len(plan),
                                                "num_videos": len(records), "max_shard_bytes": max_shard_bytes,
                                                "shards": plan}))
     report = ShardReport(out=str(out_dir))
@@ -236,7 +194,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
             name = f"shard-{k:05d}.parquet"
             shard_path = posixpath.join(base, name)
             rejected_path = posixpath.join(base, f"shard-{k:05d}.rejected.csv")
-            report.shards.append(_join_uri(str(out_dir), name))
+            report.shards.append(join(str(out_dir), name))
             if fs.get_file_info(shard_path).type == pafs.FileType.File:
                 report.skipped += 1
                 report.videos += pq.ParquetFile(fs.open_input_file(shard_path)).metadata.num_rows
@@ -248,7 +206,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
                         for i, (meta, reason) in zip(rows, results) if meta is None]
             good = [(i, meta) for i, (meta, _) in zip(rows, results) if meta is not None]
             # rejects first: a visible shard implies its rejects are recorded too
-            _write_text(fs, rejected_path, _rejected_csv(rejected))
+            write_text(join(str(out_dir), posixpath.basename(rejected_path)), _rejected_csv(rejected))
             _write_shard(fs, shard_path, records, good)
             report.written += 1
             report.videos += len(good)
@@ -259,7 +217,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
     finally:
         if pool:
             pool.shutdown()
-    _write_text(fs, posixpath.join(base, "rejected.csv"), _rejected_csv(report.rejected))
+    write_text(join(str(out_dir), "rejected.csv"), _rejected_csv(report.rejected))
     report.seconds = time.time() - t0
     return report
 
@@ -321,7 +279,7 @@ def list_shards(location: str | list[str]) -> list[str]:
     names = [n for n in names if not n.startswith((".", "_"))]
     if not names:
         raise FileNotFoundError(f"{location}: no .parquet shards there (run `vfn data shard` first)")
-    return [_join_uri(location, n) for n in names]
+    return [join(location, n) for n in names]
 
 
 def _parquet_file(path: str) -> pq.ParquetFile:

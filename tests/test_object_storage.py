@@ -1,0 +1,169 @@
+"""Object storage, as on the cluster, against a real S3 API: moto's server on 127.0.0.1.
+
+Shards, Ray Train's run directory and checkpoints, and MLflow's artifacts (through a real
+`mlflow server --artifacts-destination s3://...`) all live in the bucket; the training run loses
+its worker, restores from the checkpoint on S3 and finishes with the full step count; `vfn eval`
+then reads the run back from S3. The drivers run as subprocesses with their own local Ray, whose
+workers inherit the S3 endpoint from the environment as a cluster's nodes would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import free_port, running_mlflow_server, tiny_experiment
+
+BUCKET = "vfn-test"
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory):
+    """A local S3 endpoint with one bucket; the AWS_* variables point this process and its children to it."""
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        deadline = time.time() + 30
+        while True:
+            try:
+                boto3.client("s3").create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if proc.poll() is not None or time.time() > deadline:
+                    proc.kill()
+                    pytest.fail(f"moto server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.3)
+        yield env
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def s3_keys(prefix: str) -> list[str]:
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_storage_round_trip_and_shards_on_s3(s3_env, tiny_shards, tmp_path):
+    from vfn.platform import storage
+    from vfn.platform.checkpoints import CheckpointError, find_checkpoint, resolve_checkpoint
+    from vfn.platform.data.shards import count_videos, list_shards, write_shards
+    from vfn.platform.data.synth import make_synthetic_dataset
+
+    root = f"s3://{BUCKET}/unit"
+    storage.write_text(storage.join(root, "a", "b.txt"), "hello")
+    assert storage.read_text(f"{root}/a/b.txt") == "hello" and storage.read_text(f"{root}/a/nope") is None
+    assert storage.is_dir(f"{root}/a") and storage.is_file(f"{root}/a/b.txt") and not storage.exists(f"{root}/c")
+    local = storage.local_copy(f"{root}/a/b.txt", tmp_path / "cache")
+    assert local.read_text() == "hello" and local.is_relative_to(tmp_path / "cache")
+
+    # shards written straight to the bucket, listed and counted from their footers
+    synth = make_synthetic_dataset(tmp_path / "synth", 8, seed=0, num_classes=2, size=32, num_frames=8)
+    report = write_shards(synth.train_manifest, f"{root}/shards", root=synth.root, progress=False)
+    assert report.shards and all(s.startswith(f"{root}/shards/shard-") for s in report.shards)
+    assert list_shards(f"{root}/shards") == report.shards and count_videos(f"{root}/shards") == report.videos
+    assert "unit/shards/_plan.json" in s3_keys("unit/shards/")
+
+    # a run directory's checkpoints are found by the same rules as on disk
+    run = f"{root}/runs/r"
+    with pytest.raises(CheckpointError, match="no checkpoint.pt here"):
+        storage.make_dirs(run)
+        storage.write_text(f"{run}/config.yaml", "x: 1\n")
+        find_checkpoint(run)
+    for name in ("checkpoint_2026-01-01_00-00-00.000000", "checkpoint_2026-01-02_00-00-00.000000"):
+        storage.write_text(f"{run}/{name}/checkpoint.pt", name)
+    assert find_checkpoint(run) == f"{run}/checkpoint_2026-01-02_00-00-00.000000/checkpoint.pt"  # the newest
+    storage.write_text(f"{run}/vfn_run.json", json.dumps({"best_checkpoint": f"{run}/checkpoint_2026-01-01_00-00-00.000000"}))
+    assert resolve_checkpoint(run).read_text() == "checkpoint_2026-01-01_00-00-00.000000"  # downloaded
+
+
+def test_remote_root_without_a_tracking_server_is_refused_before_ray(s3_env, tiny_shards, tmp_path, monkeypatch):
+    from vfn.platform.config import ConfigError, validate
+    from vfn.platform.train import run_training
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = validate(tiny_experiment(tiny_shards, tmp_path, output={"root": f"s3://{BUCKET}/no-server", "name": "x"}))
+    with pytest.raises(ConfigError, match="MLflow needs a tracking server"):
+        run_training(cfg, progress=False)
+    assert not s3_keys("no-server/")  # refused before anything was written
+
+
+def _vfn(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import sys; from vfn.cli import main; sys.exit(main())", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, tiny_shards, tmp_path):
+    import pyarrow.fs as pafs
+    from mlflow.tracking import MlflowClient
+
+    from vfn.platform import storage
+    from vfn.platform.checkpoints import load_state, read_run_index
+    from vfn.platform.data.shards import count_videos
+
+    fs, _ = storage.resolve(f"s3://{BUCKET}")
+    for split in ("train", "val"):  # the cluster's layout: shards uploaded once, read by every node
+        pafs.copy_files(str(tiny_shards / split), f"{BUCKET}/shards/{split}",
+                        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    data = f"s3://{BUCKET}/shards"
+    root = f"s3://{BUCKET}/work"
+    env = {**os.environ, **s3_env, "RAY_DEDUP_LOGS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    with running_mlflow_server(tmp_path, f"s3://{BUCKET}/mlartifacts", env=s3_env) as server:
+        raw = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 2}, eval={"every_epochs": 1},
+                              scaling={"max_failures": 1}, tracking={"tracking_uri": server, "experiment": "s3"},
+                              debug={"kill_worker_after_epoch": 1, "kill_rank": 0},
+                              output={"root": root, "name": "s3run", "checkpoint_every": 1})
+        raw["data"].update(train=f"{data}/train", val=f"{data}/val")
+        (tmp_path / "s3.yaml").write_text(yaml.safe_dump(raw))
+        train = _vfn(["train", "s3.yaml", "--address", "local"], env, tmp_path)
+        assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+
+        # one worker of one, batch 4: steps per epoch = ceil(videos / 4)
+        steps = 2 * -(-count_videos(str(tiny_shards / "train")) // 4)
+        assert f"2 epochs, {steps} optimiser steps, recovered from 1 worker failure(s)" in train.stdout
+        run_dir = f"{root}/runs/s3run"
+        assert storage.exists(f"{run_dir}/.killed_after_epoch_1")  # the worker died, once
+        index = read_run_index(run_dir)
+        assert index["best_checkpoint"].startswith(f"{run_dir}/checkpoint_")
+        state = load_state(index["latest_checkpoint"])  # downloaded from S3, weights_only
+        assert state["epoch"] == 2 and state["global_step"] == steps
+        assert not (tmp_path / "runs").exists()  # nothing fell back to the local disk
+        assert {"work/runs/s3run/config.yaml", "work/runs/s3run/learning_curves.png"} <= set(s3_keys("work/runs/s3run/"))
+
+        # MLflow: metrics over HTTP, artifacts proxied by the server into the bucket
+        client = MlflowClient(tracking_uri=server)
+        run = client.get_run(index["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.tags["vfn.run_dir"] == run_dir
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")) == [1, 2]
+        stored = s3_keys("mlartifacts/")
+        for name in ("config.yaml", "learning_curves.png", "best_checkpoint/checkpoint.pt"):
+            assert any(k.endswith(f"{run.info.run_id}/artifacts/{name}") for k in stored), (name, stored)
+
+        # evaluation reads the run directory and the shards from S3, and logs into the same run
+        ev = _vfn(["eval", run_dir, "--data", f"{data}/val", "--address", "local"], env, tmp_path)
+        assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
+        assert "top-1" in ev.stdout
+        assert "eval_top1" in client.get_run(run.info.run_id).data.metrics
