@@ -45,7 +45,8 @@ def fake_config(cluster: dict, worker_cpus: int, max_workers: int) -> dict:
         "max_workers": min(cluster["max_workers"], max_workers),
         "upscaling_speed": cluster.get("upscaling_speed", 1.0),
         "idle_timeout_minutes": cluster.get("idle_timeout_minutes", 5),
-        "provider": {"type": "fake_multinode"},
+        # nodes are local processes: no SSH updater runs commands on them
+        "provider": {"type": "fake_multinode", "disable_node_updaters": True, "disable_launch_config_check": True},
         "auth": {"ssh_user": "ubuntu"},
         "available_node_types": {HEAD_TYPE: {"resources": head.get("resources", {}), "node_config": {},
                                              "max_workers": 0}, **workers},
@@ -96,7 +97,9 @@ def main() -> int:
     }
     (work / "drill.yaml").write_text(yaml.safe_dump(experiment))
 
-    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    # token auth as cluster.yaml sets it: the head, the nodes and `ray job submit` all use ~/.ray/auth_token
+    run([ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True)
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
     run([ray_bin, "stop", "--force"], check=False, capture_output=True)
     t0 = time.time()
@@ -104,12 +107,13 @@ def main() -> int:
     try:
         head_cpus = config["available_node_types"][HEAD_TYPE]["resources"].get("CPU", 0)
         run([ray_bin, "start", "--head", f"--num-cpus={head_cpus}", "--port=6379", "--dashboard-host=127.0.0.1",
+             "--disable-usage-stats",
              f"--autoscaling-config={work / 'fake_cluster.yaml'}"], env=env, check=True)
         print(f"head up in {time.time() - t0:.0f} s; submitting the job (the head has {head_cpus} CPUs)", flush=True)
         t1 = time.time()
         entry = f"{sys.executable} -c 'import sys; from vfn.cli import main; sys.exit(main())' train {work / 'drill.yaml'}"
         job = run([ray_bin, "job", "submit", "--address", "http://127.0.0.1:8265", "--", "bash", "-c", entry],
-                  env=env, capture_output=True, text=True, timeout=900)
+                  env=env, capture_output=True, text=True, timeout=600)
         print(job.stdout[-3000:], job.stderr[-2000:], sep="\n")
         job_s = time.time() - t1
 

@@ -52,7 +52,11 @@ def test_a_broken_key_is_caught(mutate):
 def test_cluster_installs_this_checkout_and_holds_no_credentials():
     raw = cluster()
     text = (REPO / "cluster.yaml").read_text()
-    assert raw["file_mounts"] == {"/home/ray/video-focalnets": "."}
+    assert raw["file_mounts"]["/home/ray/video-focalnets"] == "."
+    # token auth: the token file is synced from the launching machine, never written here
+    assert raw["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    assert all("RAY_AUTH_MODE=token" in c for c in raw["head_start_ray_commands"] + raw["worker_start_ray_commands"]
+               if "ray start" in c)
     assert any("pip install" in c and "/home/ray/video-focalnets" in c for c in raw["setup_commands"])
     for secret in ("aws_access_key_id", "aws_secret_access_key", "AKIA", "password", "token:"):
         assert secret.lower() not in text.lower()
