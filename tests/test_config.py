@@ -100,3 +100,17 @@ def test_rerun_with_a_different_config_is_refused(tmp_path):
     prepare_run_dir(cfg.with_overrides({"tracking.tags.x": "y"}))  # tracking may change
     with pytest.raises(ConfigError, match=r"optim.lr: 0.1 -> 0.2.*output.name=NEW_NAME"):
         prepare_run_dir(cfg.with_overrides({"optim.lr": 0.2}))
+
+
+def test_a_run_that_cannot_fit_a_fixed_cluster_is_refused_before_work(capsys):
+    from vfn.platform.train import check_resources
+
+    cfg = load_config("experiments/quickstart.yaml")  # 2 workers x 0.5 CPU + 0.5 for decoding
+    check_resources(cfg, {"CPU": 2.0}, use_gpu=False, fixed=True)  # fits this 2-core machine
+    big = cfg.with_overrides({"scaling.cpus_per_worker": 1.0})
+    with pytest.raises(ConfigError, match=r"2 workers x 1 CPU and 0.5 CPU for a decode task: 2.5 CPUs \(has 2\)"):
+        check_resources(big, {"CPU": 2.0}, use_gpu=False, fixed=True)
+    with pytest.raises(ConfigError, match=r"2 GPUs \(has 1\)"):
+        check_resources(cfg, {"CPU": 64.0, "GPU": 1.0}, use_gpu=True, fixed=True)
+    check_resources(big, {"CPU": 2.0}, use_gpu=False, fixed=False)  # an autoscaler may add nodes: a note only
+    assert "waiting for the autoscaler" in capsys.readouterr().err

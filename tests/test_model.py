@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-import vfn.model
 from vfn.model import (
     DESIGNS,
     CheckpointError,
@@ -101,7 +100,7 @@ def test_inflate_released_image_checkpoint():
 
 def test_inflated_image_weights_reproduce_the_image_model_on_a_static_clip():
     """With the temporal modulator forced to 1, a video model is the image model on every frame."""
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     from timm.models.focalnet import FocalNet
 
     image_model = FocalNet(embed_dim=16, depths=(1, 1, 1, 1), num_classes=0, focal_levels=(2, 2, 2, 2),

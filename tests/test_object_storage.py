@@ -55,6 +55,33 @@ def s3_env(tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(scope="module")
+def s3_mlflow(s3_env, tmp_path_factory):
+    """A real MLflow server whose artifact store is the bucket, as the cluster's head runs it."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow"), f"s3://{BUCKET}/mlartifacts", env=s3_env) as uri:
+        yield uri
+
+
+def upload_shards(local: Path, prefix: str) -> str:
+    """The cluster's layout: shards uploaded once, read by every node."""
+    import pyarrow.fs as pafs
+
+    from vfn.platform import storage
+
+    fs, _ = storage.resolve(f"s3://{BUCKET}")
+    for split in ("train", "val"):
+        pafs.copy_files(str(local / split), f"{BUCKET}/{prefix}/{split}", source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=fs)
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def driver_env(s3_env: dict) -> dict:
+    env = {**os.environ, **s3_env, "RAY_DEDUP_LOGS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
 def s3_keys(prefix: str) -> list[str]:
     import boto3
 
@@ -113,57 +140,86 @@ def _vfn(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, tiny_shards, tmp_path):
-    import pyarrow.fs as pafs
+def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, s3_mlflow, tiny_shards, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from vfn.platform import storage
     from vfn.platform.checkpoints import load_state, read_run_index
     from vfn.platform.data.shards import count_videos
 
-    fs, _ = storage.resolve(f"s3://{BUCKET}")
-    for split in ("train", "val"):  # the cluster's layout: shards uploaded once, read by every node
-        pafs.copy_files(str(tiny_shards / split), f"{BUCKET}/shards/{split}",
-                        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-    data = f"s3://{BUCKET}/shards"
+    data = upload_shards(tiny_shards, "shards")
     root = f"s3://{BUCKET}/work"
-    env = {**os.environ, **s3_env, "RAY_DEDUP_LOGS": "0"}
-    env.pop("RAY_ADDRESS", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = driver_env(s3_env)
+    raw = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 2}, eval={"every_epochs": 1},
+                          scaling={"max_failures": 1}, tracking={"tracking_uri": s3_mlflow, "experiment": "s3"},
+                          debug={"kill_worker_after_epoch": 1, "kill_rank": 0},
+                          output={"root": root, "name": "s3run", "checkpoint_every": 1})
+    raw["data"].update(train=f"{data}/train", val=f"{data}/val")
+    (tmp_path / "s3.yaml").write_text(yaml.safe_dump(raw))
+    train = _vfn(["train", "s3.yaml", "--address", "local"], env, tmp_path)
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
 
-    with running_mlflow_server(tmp_path, f"s3://{BUCKET}/mlartifacts", env=s3_env) as server:
-        raw = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 2}, eval={"every_epochs": 1},
-                              scaling={"max_failures": 1}, tracking={"tracking_uri": server, "experiment": "s3"},
-                              debug={"kill_worker_after_epoch": 1, "kill_rank": 0},
-                              output={"root": root, "name": "s3run", "checkpoint_every": 1})
-        raw["data"].update(train=f"{data}/train", val=f"{data}/val")
-        (tmp_path / "s3.yaml").write_text(yaml.safe_dump(raw))
-        train = _vfn(["train", "s3.yaml", "--address", "local"], env, tmp_path)
-        assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    # one worker of one, batch 4: steps per epoch = ceil(videos / 4)
+    steps = 2 * -(-count_videos(str(tiny_shards / "train")) // 4)
+    assert f"2 epochs, {steps} optimiser steps, recovered from 1 worker failure(s)" in train.stdout
+    run_dir = f"{root}/runs/s3run"
+    assert storage.exists(f"{run_dir}/.killed_after_epoch_1")  # the worker died, once
+    index = read_run_index(run_dir)
+    assert index["best_checkpoint"].startswith(f"{run_dir}/checkpoint_")
+    state = load_state(index["latest_checkpoint"])  # downloaded from S3, weights_only
+    assert state["epoch"] == 2 and state["global_step"] == steps
+    assert not (tmp_path / "runs").exists()  # nothing fell back to the local disk
+    assert {"work/runs/s3run/config.yaml", "work/runs/s3run/learning_curves.png"} <= set(s3_keys("work/runs/s3run/"))
 
-        # one worker of one, batch 4: steps per epoch = ceil(videos / 4)
-        steps = 2 * -(-count_videos(str(tiny_shards / "train")) // 4)
-        assert f"2 epochs, {steps} optimiser steps, recovered from 1 worker failure(s)" in train.stdout
-        run_dir = f"{root}/runs/s3run"
-        assert storage.exists(f"{run_dir}/.killed_after_epoch_1")  # the worker died, once
-        index = read_run_index(run_dir)
-        assert index["best_checkpoint"].startswith(f"{run_dir}/checkpoint_")
-        state = load_state(index["latest_checkpoint"])  # downloaded from S3, weights_only
-        assert state["epoch"] == 2 and state["global_step"] == steps
-        assert not (tmp_path / "runs").exists()  # nothing fell back to the local disk
-        assert {"work/runs/s3run/config.yaml", "work/runs/s3run/learning_curves.png"} <= set(s3_keys("work/runs/s3run/"))
+    # MLflow: metrics over HTTP, artifacts proxied by the server into the bucket
+    client = MlflowClient(tracking_uri=s3_mlflow)
+    run = client.get_run(index["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["vfn.run_dir"] == run_dir
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")) == [1, 2]
+    stored = s3_keys("mlartifacts/")
+    for name in ("config.yaml", "learning_curves.png", "best_checkpoint/checkpoint.pt"):
+        assert any(k.endswith(f"{run.info.run_id}/artifacts/{name}") for k in stored), (name, stored)
 
-        # MLflow: metrics over HTTP, artifacts proxied by the server into the bucket
-        client = MlflowClient(tracking_uri=server)
-        run = client.get_run(index["mlflow_run_id"])
-        assert run.info.status == "FINISHED" and run.data.tags["vfn.run_dir"] == run_dir
-        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")) == [1, 2]
-        stored = s3_keys("mlartifacts/")
-        for name in ("config.yaml", "learning_curves.png", "best_checkpoint/checkpoint.pt"):
-            assert any(k.endswith(f"{run.info.run_id}/artifacts/{name}") for k in stored), (name, stored)
+    # evaluation reads the run directory and the shards from S3, and logs into the same run
+    ev = _vfn(["eval", run_dir, "--data", f"{data}/val", "--address", "local"], env, tmp_path)
+    assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
+    assert "top-1" in ev.stdout
+    assert "eval_top1" in client.get_run(run.info.run_id).data.metrics
 
-        # evaluation reads the run directory and the shards from S3, and logs into the same run
-        ev = _vfn(["eval", run_dir, "--data", f"{data}/val", "--address", "local"], env, tmp_path)
-        assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
-        assert "top-1" in ev.stdout
-        assert "eval_top1" in client.get_run(run.info.run_id).data.metrics
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sweep_on_s3_writes_its_state_and_report_there_and_restores_from_it(s3_env, s3_mlflow, tiny_shards, tmp_path):
+    """The driver's state lives in the bucket: a second `vfn ablate` (a new head, a laptop) restores
+    the finished experiment from S3 instead of running it again."""
+    from mlflow.tracking import MlflowClient
+
+    data = upload_shards(tiny_shards, "sweep-shards")
+    root = f"s3://{BUCKET}/sweep-work"
+    base = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 1},
+                           tracking={"tracking_uri": s3_mlflow, "experiment": "s3-sweep"}, output={"root": root})
+    base["data"].update(train=f"{data}/train", val=f"{data}/val")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "ablate.yaml").write_text(yaml.safe_dump({
+        "name": "s3abl", "base": "base.yaml", "space": {"model.design": {"grid": ["parallel", "spatial"]}},
+        "seeds": [0], "trial": {"num_workers": 1, "cpus_per_worker": 0.5},
+    }))
+    env = driver_env(s3_env)
+    first = _vfn(["ablate", "ablate.yaml", "--address", "local"], env, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    exp = "sweep-work/ray_results/s3abl/"
+    keys = set(s3_keys(exp))
+    assert {exp + "vfn_sweep.json", exp + "report/ablation.md", exp + "report/ablation.csv"} <= keys
+    assert any(k.startswith(exp) and k.endswith("tuner.pkl") for k in keys)  # Tune's own experiment state
+    assert len({k.split("/")[2] for k in s3_keys("sweep-work/runs/s3abl-")}) == 2  # one run directory per trial
+    assert not (tmp_path / "ray_results").exists() and not (tmp_path / "runs").exists()
+
+    again = _vfn(["ablate", "ablate.yaml", "--address", "local"], env, tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming" in again.stdout and "| parallel |" in again.stdout and "| spatial |" in again.stdout
+    client = MlflowClient(tracking_uri=s3_mlflow)
+    experiment = client.get_experiment_by_name("s3-sweep")
+    parents = client.search_runs([experiment.experiment_id], "tags.`vfn.kind` = 'ablate'")
+    assert len(parents) == 1  # the restored sweep reopened its parent run
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    assert len(children) == 2  # and trained nothing again

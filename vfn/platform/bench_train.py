@@ -116,7 +116,6 @@ def _ray_worker(config: dict) -> float:
 
 
 def ray_worker(args, files, num_classes, clip, storage) -> float:
-    import ray
     from ray.data import DataContext
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer

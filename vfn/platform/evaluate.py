@@ -173,7 +173,7 @@ def run_evaluation(
     from .checkpoints import find_checkpoint, load_state
     from .config import validate
     from .data.shards import count_videos
-    from .train import _init_ray, _split_config, build_datasets
+    from .train import _init_ray, _split_config, build_datasets, check_resources
 
     path = find_checkpoint(checkpoint)  # workers read it from there (any node), the driver too
     state = load_state(path)
@@ -184,11 +184,12 @@ def run_evaluation(
     if num_workers:
         cfg = cfg.with_overrides({"scaling.num_workers": num_workers})
     num_videos = count_videos(cfg.data.val)
-    _init_ray(ray_init_kwargs)
+    fixed = _init_ray(ray_init_kwargs)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
     use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
+    check_resources(cfg, ray.cluster_resources(), use_gpu, fixed)
     runs = Path(workdir).resolve() / "runs"
     t0 = time.time()
     trainer = TorchTrainer(

@@ -125,7 +125,7 @@ def local_copy(location: str | Path, cache_dir: str | Path | None = None) -> Pat
     """A local path holding the file at `location`: the file itself when local, else a copy
     downloaded once into `cache_dir` (default `~/.cache/vfn/remote`), keyed by its URI and size."""
     if not is_remote(location):
-        return Path(location)
+        return Path(resolve(location)[1])
     fs, path = resolve(location)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:

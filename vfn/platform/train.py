@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -486,16 +487,39 @@ def prepare_run_dir(cfg: ExperimentConfig) -> str:
     return run_dir
 
 
-def _init_ray(ray_init_kwargs: dict | None) -> None:
+def _init_ray(ray_init_kwargs: dict | None) -> bool:
+    """Connect to (or start) Ray; True when this call started a local instance of fixed size."""
     import ray
 
-    if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": True, **(ray_init_kwargs or {})}
-        if not kwargs.get("address") and not os.environ.get("RAY_ADDRESS"):
-            # our own local instance: plain ray.init() would join any Ray another process runs on
-            # this machine, and die with it
-            kwargs["address"] = "local"
-        ray.init(**kwargs)
+    if ray.is_initialized():
+        return False
+    kwargs = {"include_dashboard": False, "log_to_driver": True, **(ray_init_kwargs or {})}
+    local = not kwargs.get("address") and not os.environ.get("RAY_ADDRESS")
+    if local:
+        # our own local instance: plain ray.init() would join any Ray another process runs on
+        # this machine, and die with it
+        kwargs["address"] = "local"
+    ray.init(**kwargs)
+    return local or kwargs.get("address") == "local"
+
+
+def check_resources(cfg: ExperimentConfig, total: dict[str, float], use_gpu: bool, fixed: bool) -> None:
+    """Workers plus one decode task must fit the cluster, or the run waits for data forever.
+
+    `fixed`: a local Ray we started (no autoscaler can add nodes): too little is an error here,
+    before any work. Elsewhere an autoscaler may still add nodes, so only say what is missing.
+    """
+    s = cfg.scaling
+    need = {"CPU": s.num_workers * s.cpus_per_worker + cfg.data.decode_cpus, "GPU": s.num_workers if use_gpu else 0}
+    short = [f"{need[r]:g} {r}s (has {total.get(r, 0):g})" for r in ("CPU", "GPU") if total.get(r, 0) < need[r]]
+    if not short:
+        return
+    msg = (f"the run needs {s.num_workers} workers x {s.cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} and "
+           f"{cfg.data.decode_cpus:g} CPU for a decode task: {', '.join(short)}")
+    if fixed:
+        raise ConfigError(f"{msg}; lower scaling.num_workers, scaling.cpus_per_worker or data.decode_cpus")
+    print(f"vfn: {msg} now; waiting for the autoscaler to add nodes (a fixed-size cluster would wait forever)",
+          file=sys.stderr, flush=True)
 
 
 def run_training(
@@ -532,6 +556,11 @@ def run_training(
         label_names = read_label_names(cfg.data.labels)
         if len(label_names) != cfg.data.num_classes:
             raise ConfigError(f"data.labels lists {len(label_names)} classes, data.num_classes={cfg.data.num_classes}")
+    fixed = _init_ray(ray_init_kwargs)
+    import ray
+
+    use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
+    check_resources(cfg, ray.cluster_resources(), use_gpu, fixed)
     run_dir = prepare_run_dir(cfg)
 
     uri = run_id = None
@@ -544,10 +573,6 @@ def run_training(
         tags = {"params_M": f"{params_m:.4g}", "gflops_per_view": f"{gflops:.4g}", **(extra_tags or {})}
         run_id = start_run(cfg, run_dir, tags=tags, parent_run_id=parent_run_id, run_name=run_name)
 
-    _init_ray(ray_init_kwargs)
-    import ray
-
-    use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
     from ray.data import DataContext
 
     data_ctx = DataContext.get_current()  # our progress line replaces Ray Data's per-operator bars
