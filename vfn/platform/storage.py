@@ -92,8 +92,13 @@ def read_bytes(location: str | Path) -> bytes:
 
 
 def read_text(location: str | Path) -> str | None:
-    """The file's text, or None when there is no such file."""
-    return read_bytes(location).decode() if is_file(location) else None
+    """The file's text, or None when there is no such file (one request on object storage)."""
+    fs, path = resolve(location)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read().decode()
+    except FileNotFoundError:
+        return None
 
 
 def write_text(location: str | Path, text: str) -> None:
@@ -108,9 +113,7 @@ def write_text(location: str | Path, text: str) -> None:
 
 
 def upload(local: str | Path, location: str | Path) -> None:
-    """Copy a local file to `location` (a no-op when it is the same local file)."""
-    if not is_remote(location) and os.path.abspath(local) == resolve(location)[1]:
-        return
+    """Copy a local file to `location`."""
     fs, path = resolve(location)
     fs.create_dir(posixpath.dirname(path), recursive=True)
     pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
@@ -135,7 +138,7 @@ def local_copy(location: str | Path, cache_dir: str | Path | None = None) -> Pat
     target = cache / key / posixpath.basename(path)
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # workers on one node may race
         pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         tmp.replace(target)
     return target

@@ -465,12 +465,17 @@ def train_loop_per_worker(config: dict) -> None:
 # -- driver -------------------------------------------------------------------------------------
 
 
+def runs_location(cfg: ExperimentConfig) -> str:
+    """`<output.root>/runs`: Ray Train's storage path, one directory per run."""
+    return storage.join(storage.absolute(cfg.output.root), "runs")
+
+
 def prepare_run_dir(cfg: ExperimentConfig) -> str:
     """`<root>/runs/<name>` (a path or a URI), with the resolved config; refuses to continue a run
     configured differently."""
     import yaml
 
-    runs = storage.join(storage.absolute(cfg.output.root), "runs")
+    runs = runs_location(cfg)
     run_dir = storage.join(runs, cfg.output.name)
     saved = storage.join(run_dir, CONFIG_FILE)
     if (text := storage.read_text(saved)) is not None:
@@ -500,7 +505,7 @@ def _init_ray(ray_init_kwargs: dict | None) -> bool:
         # this machine, and die with it
         kwargs["address"] = "local"
     ray.init(**kwargs)
-    return local or kwargs.get("address") == "local"
+    return kwargs.get("address") == "local"
 
 
 def check_resources(cfg: ExperimentConfig, total: dict[str, float], use_gpu: bool, fixed: bool) -> None:
@@ -585,7 +590,7 @@ def run_training(
         board = ProgressBoard.remote()
     datasets = build_datasets(cfg)
     # Ray Train writes checkpoints through the same pyarrow filesystem (local disk, NFS or s3://)
-    fs, runs_path = storage.resolve(storage.join(storage.absolute(cfg.output.root), "runs"))
+    fs, runs_path = storage.resolve(runs_location(cfg))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=dict(cfg=cfg.to_dict(), plan=asdict(plan), tracking_uri=uri, mlflow_run_id=run_id,
@@ -655,9 +660,10 @@ def _log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, me
         log_artifact(uri, run_id, storage.local_copy(storage.join(run_dir, CONFIG_FILE), tmp))
         if best is not None:
             ckpt = storage.join(best, CHECKPOINT_FILE)
-            pointer = storage.join(run_dir, "best_checkpoint.txt")
-            storage.write_text(pointer, f"{ckpt}\n")
-            log_artifact(uri, run_id, storage.local_copy(pointer, tmp))
+            pointer = Path(tmp, "best_checkpoint.txt")
+            pointer.write_text(f"{ckpt}\n")
+            storage.upload(pointer, storage.join(run_dir, pointer.name))
+            log_artifact(uri, run_id, pointer)
             fs, path = storage.resolve(ckpt)
             if (fs.get_file_info(path).size or 0) <= 200 << 20:  # small models: the file; large: the pointer only
                 log_artifact(uri, run_id, storage.local_copy(ckpt, tmp), "best_checkpoint")

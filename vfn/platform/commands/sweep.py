@@ -33,7 +33,9 @@ def run(args: argparse.Namespace, kind: str = KIND) -> int:
     print()
     print(result.table)
     print(f"{kind} '{result.name}': {len(result.outcomes)} trials ({len(failed)} failed) in {result.seconds:.0f} s")
-    copied = f" (and {result.experiment_dir}/report)" if "://" in result.experiment_dir else ""
+    from vfn.platform.storage import is_remote
+
+    copied = f" (and {result.experiment_dir}/report)" if is_remote(result.experiment_dir) else ""
     print(f"report: {result.report['markdown'].parent}{copied}")
     if result.parent_run_id:
         print(f"MLflow parent run {result.parent_run_id} ({result.tracking_uri})")

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from vfn.platform.data.clips import CorruptVideoError, open_video, read_frames
 from vfn.platform.data.manifest import VideoRecord, read_manifest
-from vfn.platform.storage import join, read_bytes, resolve, write_text
+from vfn.platform.storage import join, read_bytes, read_text, resolve, write_text
 
 log = logging.getLogger(__name__)
 
@@ -175,17 +175,14 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
     digest = hashlib.sha256(json.dumps(
         [[records[i].path, records[i].label] for shard in plan for i in shard] + [max_shard_bytes]
     ).encode()).hexdigest()
-    plan_path = posixpath.join(base, "_plan.json")
-    if fs.get_file_info(plan_path).type == pafs.FileType.File:
-        with fs.open_input_stream(plan_path) as f:
-            old = json.loads(f.read())
-        if old.get("digest") != digest:
+    plan_file = join(str(out_dir), "_plan.json")
+    if (text := read_text(plan_file)) is not None:
+        if json.loads(text).get("digest") != digest:
             raise ValueError(f"{out_dir} holds shards of a different manifest or shard size; "
                              "use an empty output directory")
     else:
-        write_text(join(str(out_dir), "_plan.json"), json.dumps({"digest": digest, "num_shards": len(plan),
-                                               "num_videos": len(records), "max_shard_bytes": max_shard_bytes,
-                                               "shards": plan}))
+        write_text(plan_file, json.dumps({"digest": digest, "num_shards": len(plan), "num_videos": len(records),
+                                          "max_shard_bytes": max_shard_bytes, "shards": plan}))
     report = ShardReport(out=str(out_dir))
     workers = num_workers or min(8, os.cpu_count() or 1)
     pool = process_pool(workers) if workers > 1 else None
@@ -193,12 +190,12 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
         for k, rows in enumerate(plan):
             name = f"shard-{k:05d}.parquet"
             shard_path = posixpath.join(base, name)
-            rejected_path = posixpath.join(base, f"shard-{k:05d}.rejected.csv")
+            rejected_file = join(str(out_dir), f"shard-{k:05d}.rejected.csv")
             report.shards.append(join(str(out_dir), name))
             if fs.get_file_info(shard_path).type == pafs.FileType.File:
                 report.skipped += 1
                 report.videos += pq.ParquetFile(fs.open_input_file(shard_path)).metadata.num_rows
-                report.rejected += _read_rejected(fs, rejected_path)
+                report.rejected += _read_rejected(rejected_file)
                 continue
             jobs = [(records[i].full_path, full_probe) for i in rows]
             results = list(pool.map(_probe_file, jobs, chunksize=4)) if pool else [_probe_file(j) for j in jobs]
@@ -206,7 +203,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
                         for i, (meta, reason) in zip(rows, results) if meta is None]
             good = [(i, meta) for i, (meta, _) in zip(rows, results) if meta is not None]
             # rejects first: a visible shard implies its rejects are recorded too
-            write_text(join(str(out_dir), posixpath.basename(rejected_path)), _rejected_csv(rejected))
+            write_text(rejected_file, _rejected_csv(rejected))
             _write_shard(fs, shard_path, records, good)
             report.written += 1
             report.videos += len(good)
@@ -251,11 +248,11 @@ def _rejected_csv(rows) -> str:
     return buf.getvalue()
 
 
-def _read_rejected(fs, path: str) -> list[tuple[str, int, int, str]]:
-    if fs.get_file_info(path).type != pafs.FileType.File:
+def _read_rejected(location: str) -> list[tuple[str, int, int, str]]:
+    text = read_text(location)
+    if text is None:
         return []
-    with fs.open_input_stream(path) as f:
-        rows = list(csv.reader(io.StringIO(f.read().decode())))
+    rows = list(csv.reader(io.StringIO(text)))
     return [(p, int(lab), int(line), reason) for p, lab, line, reason in rows[1:]]
 
 
