@@ -1,10 +1,10 @@
-# Fresh machine: `make quickstart` (install + main job), `make test` (install + tests).
+# Fresh machine: `make quickstart` (install + main job), `make test` (install + tests), `make lint` (ruff).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vfn tests scripts
 
 clean:
 	rm -rf $(VENV) quickstart_run .pytest_cache

@@ -1,55 +1,49 @@
 """The laptop design ablation in miniature, without Ray: on the synthetic order-sensitive classes the
 quickstart's model learns the motion cue, and the `spatial` design (time only at the final average)
 cannot. Fails if a temporal branch stops carrying frame order, or the `simple` style stops being
-learnable from scratch."""
+learnable from scratch. It trains with the platform's own step (`step.TrainStep`), as the Ray
+worker does."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vfn.platform.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, SYNTH_STYLE, build_config
 from vfn.platform.data.clips import normalize
 from vfn.platform.data.synth import render_video
-from vfn.platform.train import Plan, build_model, build_optimizer
+from vfn.platform.step import Plan, TrainStep
 
 NUM_CLASSES, TRAIN, VAL, STEPS, BATCH = 4, 960, 160, 400, 16
 
 
 @pytest.fixture(scope="module")
 def clips():
-    # rendered frames (no MP4 round trip), normalised by the data pipeline's own function;
-    # label i % 4 keeps the classes balanced
+    # rendered uint8 frames (no MP4 round trip), as decode tasks deliver them; label i % 4 keeps
+    # the classes balanced
     frames = np.stack([render_video(i % NUM_CLASSES, np.random.default_rng([0, i]), SYNTH_SIZE, SYNTH_FRAMES,
                                     SYNTH_STYLE) for i in range(TRAIN + VAL)])
-    x = normalize(torch.from_numpy(frames).permute(0, 1, 4, 2, 3))
+    x = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).contiguous()
     y = torch.arange(TRAIN + VAL) % NUM_CLASSES
     return x[:TRAIN], y[:TRAIN], x[TRAIN:], y[TRAIN:]
 
 
 def train_and_validate(design: str, clips, tmp_path) -> float:
-    """The quickstart recipe (model, timm AdamW, warm-up + cosine, label smoothing) in a plain loop."""
+    """The quickstart recipe through the platform's training step, fed from memory."""
     cfg = build_config(tmp_path, tmp_path / "data", [f"model.design={design}"])
     x_train, y_train, x_val, y_val = clips
-    torch.manual_seed(0)
-    model = build_model(cfg)
     plan = Plan(train_videos=TRAIN, val_videos=VAL, micro_steps_per_epoch=STEPS, steps_per_epoch=STEPS,
-                total_steps=STEPS, warmup_steps=STEPS // 10, lr=cfg.optim.lr)
-    optimizer, scheduler = build_optimizer(cfg, model, plan)
+                total_steps=STEPS, warmup_steps=STEPS // 10, lr=cfg.scaled_lr)
+    step = TrainStep(cfg, plan, torch.device("cpu"))
     order = torch.Generator().manual_seed(0)
-    for step in range(STEPS):
+    for i in range(STEPS):
         idx = torch.randint(0, len(x_train), (BATCH,), generator=order)
-        loss = F.cross_entropy(model(x_train[idx]), y_train[idx], label_smoothing=cfg.augment.label_smoothing)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-        optimizer.step()
-        scheduler.step_update(step + 1)
-    model.eval()
+        step(x_train[idx], y_train[idx], None, i)
+    assert step.global_step == STEPS
+    step.bare.eval()
     with torch.no_grad():
-        return (model(x_val).argmax(1) == y_val).float().mean().item()
+        return (step.bare(normalize(x_val)).argmax(1) == y_val).float().mean().item()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 
 from vfn.model import (
     DESIGNS,
-    CheckpointError,
+    WeightsError,
     VideoFocalNet,
     create_model,
     load_image_weights,
@@ -68,16 +68,16 @@ def test_full_size_released_keys_load_exactly(size):
 def test_mismatching_checkpoint_names_first_bad_key(tmp_path):
     sd = zeros_like_manifest("video_focalnet_tiny_k400")
     model = create_model("videofocalnet_small", num_classes=400)
-    with pytest.raises(CheckpointError, match="missing key 'layers.2.blocks.6"):
+    with pytest.raises(WeightsError, match="missing key 'layers.2.blocks.6"):
         load_released_weights(model, sd)
     sd["head.weight"] = torch.zeros(10, 768)
-    with pytest.raises(CheckpointError, match=r"shape mismatch at 'head.weight'.*\(10, 768\)"):
+    with pytest.raises(WeightsError, match=r"shape mismatch at 'head.weight'.*\(10, 768\)"):
         load_released_weights(create_model("videofocalnet_tiny", num_classes=400), sd)
     not_ckpt = tmp_path / "notes.pth"
     not_ckpt.write_text("hello")
-    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+    with pytest.raises(WeightsError, match="not a loadable checkpoint"):
         load_released_weights(create_model("videofocalnet_tiny"), not_ckpt)
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(WeightsError, match="no such checkpoint"):
         load_released_weights(create_model("videofocalnet_tiny"), tmp_path / "missing.pth")
 
 
@@ -155,7 +155,7 @@ def test_tubelet_patch_weights_inflated_over_time():
 
 def test_image_weights_of_another_size_fail_with_the_key():
     image = torch.load(REFERENCE / "image_focalnet_micro.pth", weights_only=True)
-    with pytest.raises(CheckpointError, match="patch_embed.proj.weight"):
+    with pytest.raises(WeightsError, match="patch_embed.proj.weight"):
         load_image_weights(VideoFocalNet(embed_dim=24, depths=(1, 1, 2, 1)), image)
 
 

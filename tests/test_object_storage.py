@@ -91,7 +91,7 @@ def s3_keys(prefix: str) -> list[str]:
 
 def test_storage_round_trip_and_shards_on_s3(s3_env, tiny_shards, tmp_path):
     from vfn.platform import storage
-    from vfn.platform.checkpoints import CheckpointError, find_checkpoint, resolve_checkpoint
+    from vfn.platform.checkpoints import RunCheckpointError, find_checkpoint, resolve_checkpoint
     from vfn.platform.data.shards import count_videos, list_shards, write_shards
     from vfn.platform.data.synth import make_synthetic_dataset
 
@@ -111,7 +111,7 @@ def test_storage_round_trip_and_shards_on_s3(s3_env, tiny_shards, tmp_path):
 
     # a run directory's checkpoints are found by the same rules as on disk
     run = f"{root}/runs/r"
-    with pytest.raises(CheckpointError, match="no checkpoint.pt here"):
+    with pytest.raises(RunCheckpointError, match="no checkpoint.pt here"):
         storage.make_dirs(run)
         storage.write_text(f"{run}/config.yaml", "x: 1\n")
         find_checkpoint(run)

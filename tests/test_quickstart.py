@@ -1,4 +1,4 @@
-"""The quickstart recipe: one source of truth shared with experiments/quickstart.yaml.
+"""The quickstart recipe: experiments/quickstart.yaml is its only source, `vfn quickstart` reads it.
 
 The full `vfn quickstart` (minutes) is measured by hand / in CI's quickstart job, not here.
 """
@@ -7,18 +7,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from vfn.platform.commands import quickstart
 from vfn.platform.commands.quickstart import build_config
-from vfn.platform.config import load_config
+from vfn.platform.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_quickstart_yaml_matches_the_command_recipe(tmp_path, monkeypatch):
+def test_the_command_reads_the_experiment_file(tmp_path, monkeypatch):
+    assert quickstart.RECIPE_FILE == REPO / "experiments" / "quickstart.yaml"
+    assert not hasattr(quickstart, "RECIPE")  # no second copy of the recipe in the code
+    # the file's data paths are where the command writes its data: training the file alone after a
+    # quickstart (`vfn train experiments/quickstart.yaml output.root=quickstart_run`) reads the same shards
     monkeypatch.chdir(tmp_path)
     from_file = load_config(REPO / "experiments" / "quickstart.yaml")
     workdir = tmp_path / "quickstart_run"
-    from_command = build_config(workdir, workdir / "data")
-    assert from_command.with_overrides({"output.root": str(tmp_path)}) == from_file
+    assert build_config(workdir, workdir / "data").with_overrides({"output.root": str(tmp_path)}) == from_file
+    # a change to the file is a change to the command
+    edited = tmp_path / "quickstart.yaml"
+    edited.write_text((REPO / "experiments" / "quickstart.yaml").read_text().replace("epochs: 6", "epochs: 5"))
+    monkeypatch.setattr(quickstart, "RECIPE_FILE", edited)
+    assert build_config(workdir, workdir / "data").optim.epochs == 5
+
+
+def test_a_missing_recipe_file_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(quickstart, "RECIPE_FILE", tmp_path / "experiments" / "quickstart.yaml")
+    with pytest.raises(ConfigError, match="quickstart recipe not found") as e:
+        build_config(tmp_path, tmp_path / "data")
+    assert "\n" not in str(e.value)
 
 
 def test_quickstart_is_order_sensitive_and_two_workers(tmp_path):
@@ -30,7 +48,7 @@ def test_quickstart_is_order_sensitive_and_two_workers(tmp_path):
 def test_xavier_init_gives_the_untrained_model_a_sense_of_frame_order(tmp_path):
     import torch
 
-    from vfn.platform.train import build_model
+    from vfn.platform.step import build_model
 
     cfg = build_config(tmp_path, tmp_path / "data")
     x = torch.randn(2, cfg.data.num_frames, 3, cfg.data.input_size, cfg.data.input_size)

@@ -3,7 +3,7 @@
 from .modulation import DESIGNS
 from .video_focalnet import VideoFocalNet, VideoFocalNetBlock
 from .weights import (
-    CheckpointError,
+    WeightsError,
     InflationReport,
     load_image_weights,
     load_released_weights,
@@ -15,7 +15,7 @@ from .zoo import ZOO, create_model
 __all__ = [
     "DESIGNS",
     "ZOO",
-    "CheckpointError",
+    "WeightsError",
     "InflationReport",
     "VideoFocalNet",
     "VideoFocalNetBlock",

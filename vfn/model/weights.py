@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from vfn.errors import first_line
+
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class WeightsError(ValueError):
     """A file that is not a checkpoint, or weights that do not fit the model (one-line message)."""
 
 
@@ -29,17 +31,16 @@ def read_state_dict(source: StateDict | str | PathLike) -> StateDict:
     if isinstance(source, (str, PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file")
+            raise WeightsError(f"{path}: no such checkpoint file")
         try:
             source = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle errors, zip errors, unsafe globals ...
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from None
+            raise WeightsError(f"{path}: not a loadable checkpoint ({first_line(e)})") from None
         where = str(path)
     else:
         where = "state dict"
     if not isinstance(source, dict):
-        raise CheckpointError(f"{where}: expected a dict of tensors, got {type(source).__name__}")
+        raise WeightsError(f"{where}: expected a dict of tensors, got {type(source).__name__}")
     for wrapper in ("model", "state_dict", "model_state"):
         if isinstance(source.get(wrapper), dict):
             source = source[wrapper]
@@ -47,7 +48,7 @@ def read_state_dict(source: StateDict | str | PathLike) -> StateDict:
     sd = {k.removeprefix("module."): v for k, v in source.items()}
     bad = next((k for k, v in sd.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None or not sd:
-        raise CheckpointError(f"{where}: not a model state dict (first non-tensor entry: {bad!r})")
+        raise WeightsError(f"{where}: not a model state dict (first non-tensor entry: {bad!r})")
     return sd
 
 
@@ -66,14 +67,14 @@ def _first_mismatch(model_sd: StateDict, sd: StateDict) -> str | None:
 def load_released_weights(model: nn.Module, source: StateDict | str | PathLike) -> nn.Module:
     """Load a released Video-FocalNet checkpoint (file or state dict): every key used, none missing."""
     if getattr(model, "design", "parallel") != "parallel":
-        raise CheckpointError(
+        raise WeightsError(
             f"released checkpoints are for design 'parallel', the model is {model.design!r}; "
             "use load_image_weights for other designs"
         )
     sd = read_state_dict(source)
     problem = _first_mismatch(model.state_dict(), sd)
     if problem:
-        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}: {problem}")
+        raise WeightsError(f"checkpoint does not fit {type(model).__name__}: {problem}")
     model.load_state_dict(sd, strict=True)
     return model
 
@@ -81,7 +82,7 @@ def load_released_weights(model: nn.Module, source: StateDict | str | PathLike) 
 def save_released_weights(model: nn.Module, path: str | PathLike) -> None:
     """Save in the released layout (`{"model": state_dict}`), loadable by the published code."""
     if getattr(model, "design", "parallel") != "parallel":
-        raise CheckpointError("only the 'parallel' design has a released layout")
+        raise WeightsError("only the 'parallel' design has a released layout")
     torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
 
 
@@ -153,7 +154,7 @@ def load_image_weights(model: nn.Module, source: StateDict | str | PathLike) -> 
     if "stem.proj.weight" in sd:
         sd = _timm_to_released(sd)
     if "patch_embed.proj.weight" not in sd:
-        raise CheckpointError("not an image FocalNet checkpoint: no patch_embed.proj.weight / stem.proj.weight")
+        raise WeightsError("not an image FocalNet checkpoint: no patch_embed.proj.weight / stem.proj.weight")
     design = getattr(model, "design", "parallel")
     model_sd = model.state_dict()
     report = InflationReport()
@@ -166,7 +167,7 @@ def load_image_weights(model: nn.Module, source: StateDict | str | PathLike) -> 
             continue
         value = _inflate(sd[image_key], target)
         if value is None:
-            raise CheckpointError(
+            raise WeightsError(
                 f"image weights do not fit the video model: {image_key!r} {tuple(sd[image_key].shape)} "
                 f"vs {key!r} {tuple(target.shape)}"
             )
@@ -178,7 +179,7 @@ def load_image_weights(model: nn.Module, source: StateDict | str | PathLike) -> 
     report.ignored = [k for k in sd if k not in used]
     unexpected_ignored = [k for k in report.ignored if not k.startswith("head.")]
     if unexpected_ignored:
-        raise CheckpointError(
+        raise WeightsError(
             f"image checkpoint does not fit the video model: {unexpected_ignored[0]!r} has no place in it "
             f"({len(unexpected_ignored)} such keys; different depths or focal levels?)"
         )

@@ -1,6 +1,7 @@
 """`vfn bench train`: training clips/s of one Ray Train worker vs a plain single-process PyTorch loop.
 
-Both train the same model on the same Parquet shards with the same batch size and threads; the
+Both run the platform's one training step (`step.TrainStep`, as `vfn train` does) on the same
+model, Parquet shards, batch size and threads; the
 plain loop decodes with a torch DataLoader (one decode process), the Ray worker reads its shard
 from the Ray Data pipeline `vfn train` uses. Steady state only: the first `--warmup` steps
 (process start, first batches, allocator warm-up) are not timed. The ratio is Ray's overhead.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import time
+
+from vfn.platform.data.clips import ClipSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,39 +28,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in both loops")
     parser.add_argument("--worker-cpus", type=float, default=0.5,
                         help="CPUs Ray reserves for the worker (the rest of the machine is left to Ray Data)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="experiment overrides of the step, e.g. optim.accum_steps=2 augment.mixup_prob=1")
 
 
-def _model_and_optimizer(args, num_classes):
-    import torch
+def bench_config(args, num_classes: int):
+    """The experiment both loops train: the real recipe's step (AdamW, label smoothing, clipping,
+    mixup/cutmix when enabled, accumulation) on a small model; `key=value` overrides apply last."""
+    from vfn.platform.config import validate
 
-    from vfn.model import create_model
-
-    torch.manual_seed(0)
-    model = create_model("videofocalnet_tiny", num_classes=num_classes, num_frames=args.frames, img_size=args.size,
-                         embed_dim=args.embed_dim, depths=args.depths, drop_path_rate=0.0)
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-
-def _step(model, optimizer, video, label):
-    import torch.nn.functional as F
-
-    from vfn.platform.data.clips import normalize
-
-    loss = F.cross_entropy(model(normalize(video)), label)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    raw = {
+        "model": {"embed_dim": args.embed_dim, "depths": args.depths, "drop_path_rate": 0.0},
+        "data": {"num_classes": num_classes, "num_frames": args.frames, "input_size": args.size},
+        "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 1000, "warmup_epochs": 1,
+                  "warmup_lr": 1e-5, "min_lr": 1e-5, "batch_size": args.batch_size, "clip_grad": 5.0},
+        "scaling": {"num_workers": 1, "cpus_per_worker": args.worker_cpus, "use_gpu": False},
+    }
+    return validate(raw, "vfn bench train").with_overrides(list(args.overrides))
 
 
-def _timed(batches, model, optimizer, args) -> float:
-    """clips/s over `args.steps` steps after `args.warmup` untimed ones."""
+def bench_plan(cfg, num_videos: int):
+    from vfn.platform.step import Plan
+
+    micro = num_videos // cfg.optim.batch_size
+    steps = -(-micro // cfg.optim.accum_steps)
+    return Plan(train_videos=num_videos, val_videos=0, micro_steps_per_epoch=micro, steps_per_epoch=steps,
+                total_steps=steps * cfg.optim.epochs, warmup_steps=steps, lr=cfg.scaled_lr)
+
+
+def _timed(batches, step, args) -> float:
+    """clips/s over `args.steps` micro-batches after `args.warmup` untimed ones."""
     t0, n = None, 0
+    micro = step.plan.micro_steps_per_epoch
     for i, batch in enumerate(batches):
         if i == args.warmup:
             t0 = time.perf_counter()
         if i == args.warmup + args.steps:
             break
-        _step(model, optimizer, batch["video"], batch["label"])
+        step(batch["video"], batch["label"], batch.get("valid"), i % micro)
         n += len(batch["label"]) if i >= args.warmup else 0
     if t0 is None or n == 0:
         raise RuntimeError("not enough training videos for --warmup + --steps batches; use more --videos")
@@ -86,17 +94,20 @@ class _ShardClips:
         return {"video": torch.from_numpy(x), "label": torch.tensor(self.labels[i])}
 
 
-def plain_loop(args, files, num_classes, clip) -> float:
+def plain_loop(args, files, cfg, plan) -> float:
     import itertools
 
     import torch
 
+    from vfn.platform.step import TrainStep
+
     torch.set_num_threads(args.threads)
-    model, optimizer = _model_and_optimizer(args, num_classes)
-    loader = torch.utils.data.DataLoader(_ShardClips(files, clip), batch_size=args.batch_size, shuffle=True,
-                                         drop_last=True, num_workers=1, persistent_workers=True)
+    step = TrainStep(cfg, plan, torch.device("cpu"))
+    loader = torch.utils.data.DataLoader(_ShardClips(files, ClipSpec.from_config(cfg.data)),
+                                         batch_size=cfg.optim.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=1, persistent_workers=True)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epochs back to back
-    return _timed(batches, model, optimizer, args)
+    return _timed(batches, step, args)
 
 
 def _ray_worker(config: dict) -> float:
@@ -106,33 +117,36 @@ def _ray_worker(config: dict) -> float:
     import ray.train.torch
     import torch
 
+    from vfn.platform.config import ExperimentConfig
+    from vfn.platform.step import Plan, TrainStep
+
     args = argparse.Namespace(**config["args"])
     torch.set_num_threads(args.threads)
-    model, optimizer = _model_and_optimizer(args, config["num_classes"])
-    model = ray.train.torch.prepare_model(model)
+    cfg, plan = ExperimentConfig.model_validate(config["cfg"]), Plan(**config["plan"])
+    step = TrainStep(cfg, plan, ray.train.torch.get_device(), wrap=ray.train.torch.prepare_model)
     shard = ray.train.get_dataset_shard("train")
-    epochs = (shard.iter_torch_batches(batch_size=args.batch_size, drop_last=True) for _ in itertools.count())
-    return _timed(itertools.chain.from_iterable(epochs), model, optimizer, args)
+    epochs = (shard.iter_torch_batches(batch_size=cfg.optim.batch_size, drop_last=True) for _ in itertools.count())
+    return _timed(itertools.chain.from_iterable(epochs), step, args)
 
 
-def ray_worker(args, files, num_classes, clip, storage) -> float:
-    from ray.data import DataContext
-    from ray.train import RunConfig, ScalingConfig
+def ray_worker(args, files, cfg, plan, storage) -> float:
+    from dataclasses import asdict
+
+    from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
     from vfn.platform.data.pipeline import build_dataset
+    from vfn.platform.ray_setup import init_ray, quiet_ray_data, worker_scaling
 
-    from vfn.platform.train import _init_ray
-
-    _init_ray({"log_to_driver": False})
-    DataContext.get_current().enable_progress_bars = False
+    init_ray({"log_to_driver": False})
+    quiet_ray_data()
     trainer = TorchTrainer(
         _ray_worker,
-        train_loop_config=dict(args=vars(args), num_classes=num_classes),
-        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": args.worker_cpus}),
+        train_loop_config=dict(args=vars(args), cfg=cfg.to_dict(), plan=asdict(plan)),
+        scaling_config=worker_scaling(cfg, gpu=False),
         run_config=RunConfig(name=f"bench-train-{int(time.time())}", storage_path=storage),
-        datasets={"train": build_dataset(files, "train", clip, None, seed=0, decode_batch_size=args.batch_size,
-                                         num_cpus=0.5)},
+        datasets={"train": build_dataset(files, "train", ClipSpec.from_config(cfg.data), None, seed=0,
+                                         decode_batch_size=cfg.optim.batch_size, num_cpus=0.5)},
     )
     return trainer.fit().return_value
 
@@ -141,10 +155,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from vfn.platform.data.clips import ClipSpec
     from vfn.platform.data.shards import list_shards, read_metadata
 
-    clip = ClipSpec(num_frames=args.frames, sampling="segment", input_size=args.size)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
@@ -155,12 +167,15 @@ def run(args: argparse.Namespace) -> int:
             data = os.path.join(tmp, "shards")
             write_shards(synth.train_manifest, data, root=synth.root, progress=False, max_shard_bytes=256 << 10)
         files = list_shards(data)
-        num_classes = int(max(read_metadata(files, ["label"]).column("label").to_pylist())) + 1
+        labels = read_metadata(files, ["label"]).column("label").to_pylist()
+        cfg = bench_config(args, num_classes=int(max(labels)) + 1)
+        plan = bench_plan(cfg, len(labels))
         print(f"model: videofocalnet_tiny embed {args.embed_dim} depths {args.depths}, clips {args.frames}x{args.size}^2, "
-              f"batch {args.batch_size}, {args.threads} torch thread(s); {args.steps} timed steps after {args.warmup}")
-        plain = plain_loop(args, files, num_classes, clip)
+              f"batch {cfg.optim.batch_size} x {cfg.optim.accum_steps} accumulated, {args.threads} torch thread(s); "
+              f"{args.steps} timed micro-batches after {args.warmup}")
+        plain = plain_loop(args, files, cfg, plan)
         print(f"plain PyTorch loop (DataLoader, 1 decode process): {plain:7.1f} clips/s", flush=True)
-        worker = ray_worker(args, files, num_classes, clip, os.path.join(tmp, "ray"))
+        worker = ray_worker(args, files, cfg, plan, os.path.join(tmp, "ray"))
         print(f"one Ray Train worker (Ray Data shard):              {worker:7.1f} clips/s")
         print(f"Ray Train worker / plain loop: {worker / plain:.2f}x ({100 * (1 - worker / plain):+.0f}% overhead)")
     return 0

@@ -2,7 +2,9 @@
 
 The file holds only tensors and plain Python values (model, optimiser, scheduler, scaler, EMA,
 epoch, global step, resolved config, MLflow run id), so `torch.load(..., weights_only=True)`
-reads it: no pickled code runs when a checkpoint is opened.
+reads it: no pickled code runs when a checkpoint is opened. Beside it, `header.json` repeats the
+small entries, so a driver that only needs the config (`vfn eval`) reads a few KB instead of the
+weights and optimiser state (gigabytes for Base, possibly from object storage).
 """
 
 from __future__ import annotations
@@ -14,20 +16,43 @@ from typing import Any
 import pyarrow.fs as pafs
 import torch
 
+from vfn.errors import first_line
+
 from . import storage
 
 CHECKPOINT_FILE = "checkpoint.pt"
+HEADER_FILE = "header.json"
+HEADER_KEYS = ("config", "mlflow_run_id", "epoch", "global_step")
 RUN_INDEX = "vfn_run.json"  # written by the driver next to Ray's files: best/latest checkpoint, MLflow run
 
 
-class CheckpointError(ValueError):
+class RunCheckpointError(ValueError):
     """A path that is not a vfn checkpoint or run (one-line message)."""
 
 
 def save_state(directory: str | Path, state: dict[str, Any]) -> Path:
     path = Path(directory) / CHECKPOINT_FILE
     torch.save(state, path)
+    header = {k: state.get(k) for k in HEADER_KEYS}
+    (Path(directory) / HEADER_FILE).write_text(json.dumps(header, indent=1) + "\n")
     return path
+
+
+def read_header(location: str | Path) -> dict[str, Any]:
+    """The small entries (config, MLflow run id, epoch, step) of the checkpoint file at `location`
+    (as `find_checkpoint` gives it), without reading its tensors."""
+    text = storage.read_text(storage.join(str(location).rsplit("/", 1)[0], HEADER_FILE))
+    if text is not None:
+        return json.loads(text)
+    # a checkpoint from before header.json: memory-map it, so the tensors stay on disk
+    path = storage.local_copy(location)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise RunCheckpointError(f"{path}: not a loadable vfn checkpoint ({first_line(e)})") from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise RunCheckpointError(f"{path}: not a vfn training checkpoint (no 'config' entry)")
+    return {k: state.get(k) for k in HEADER_KEYS}
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
@@ -36,10 +61,9 @@ def load_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: not a loadable vfn checkpoint ({first})") from None
+        raise RunCheckpointError(f"{path}: not a loadable vfn checkpoint ({first_line(e)})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(f"{path}: not a vfn training checkpoint (no 'model'/'config' entries)")
+        raise RunCheckpointError(f"{path}: not a vfn training checkpoint (no 'model'/'config' entries)")
     return state
 
 
@@ -66,7 +90,7 @@ def find_checkpoint(path: str | Path, which: str = "best") -> str:
     if storage.is_file(p):
         return p
     if not storage.is_dir(p):
-        raise CheckpointError(f"{p}: no such checkpoint file or run directory")
+        raise RunCheckpointError(f"{p}: no such checkpoint file or run directory")
     if storage.is_file(own := storage.join(p, CHECKPOINT_FILE)):
         return own
     index = read_run_index(p)
@@ -78,4 +102,4 @@ def find_checkpoint(path: str | Path, which: str = "best") -> str:
     for _, directory in sorted(found, reverse=True):
         if storage.is_file(f := storage.join(directory, CHECKPOINT_FILE)):
             return f
-    raise CheckpointError(f"{p}: no {CHECKPOINT_FILE} here, and no checkpoint_*/ directories (is it a vfn run?)")
+    raise RunCheckpointError(f"{p}: no {CHECKPOINT_FILE} here, and no checkpoint_*/ directories (is it a vfn run?)")

@@ -27,11 +27,11 @@ class ConfigError(ValueError):
     """A configuration mistake, as one line naming the dotted key."""
 
 
-class _Section(BaseModel):
+class _StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-class ModelConfig(_Section):
+class ModelSection(_StrictModel):
     name: Literal[MODELS] = "videofocalnet_tiny"
     design: Literal[DESIGNS] = "parallel"
     embed_dim: int | None = Field(None, gt=0, description="overrides the zoo size (small models)")
@@ -58,14 +58,18 @@ class ModelConfig(_Section):
         return self
 
 
-class DataConfig(_Section):
+class DataSection(_StrictModel):
     train: str | None = Field(None, description="Parquet shard directory (or file) of the training split")
     val: str | None = Field(None, description="Parquet shard directory (or file) of the validation split")
     labels: str | None = Field(None, description="class-name CSV, for predictions and plots")
     num_classes: int = Field(400, gt=1)
     num_frames: int = Field(8, gt=0)
-    frame_interval: int = Field(4, gt=0)
-    sampling: Literal["segment", "dense"] = "dense"
+    frame_interval: int = Field(4, gt=0, description="frame step of sampling=dense (unused by segment)")
+    sampling: Literal["segment", "dense"] = Field(
+        "segment",
+        description="segment: one random frame from each of num_frames equal segments (the released code; "
+        "frame_interval unused); dense: num_frames frames frame_interval apart from a random start",
+    )
     input_size: int = Field(224, ge=32)
     max_corrupt_share: float = Field(0.01, ge=0.0, le=1.0, description="fail the run above this share")
     shuffle: Literal["auto", "full", "files", "none"] = "auto"
@@ -79,7 +83,7 @@ class DataConfig(_Section):
         return self
 
 
-class AugmentConfig(_Section):
+class AugmentSection(_StrictModel):
     flip_prob: float = Field(0.5, ge=0.0, le=1.0)
     color_jitter: float = Field(0.4, ge=0.0)
     hue: float = Field(0.1, ge=0.0, le=0.5)
@@ -106,17 +110,24 @@ class AugmentConfig(_Section):
         return self.mixup_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
 
 
-class OptimConfig(_Section):
+class OptimSection(_StrictModel):
     optimizer: Literal["sgd", "adamw"] = "sgd"
+    nesterov: bool = Field(True, description="sgd only: Nesterov momentum (as released); false: classical momentum")
     lr: float = Field(0.1, gt=0.0, description="base learning rate, at a global batch of lr_scale_batch")
-    lr_scale_batch: int | None = Field(512, gt=0, description="lr = lr * global_batch / this; null: no scaling")
+    lr_scale_batch: int | None = Field(
+        512, gt=0, description="lr, warmup_lr and min_lr are each scaled by global_batch / this; null: no scaling"
+    )
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(1e-4, ge=0.0)
     epochs: int = Field(120, gt=0)
     warmup_epochs: float = Field(20, ge=0.0)
-    warmup_lr: float = Field(1e-6, ge=0.0, description="learning rate at step 0 of the warm-up")
-    min_lr: float = Field(1e-6, ge=0.0, description="learning rate at the end of the cosine")
+    warmup_lr: float = Field(
+        1e-6, ge=0.0, description="learning rate at step 0 of the warm-up, at a global batch of lr_scale_batch"
+    )
+    min_lr: float = Field(
+        1e-6, ge=0.0, description="learning rate at the end of the cosine, at a global batch of lr_scale_batch"
+    )
     batch_size: int = Field(8, gt=0, description="clips per worker per micro-batch")
     accum_steps: int = Field(1, gt=0, description="micro-batches per optimiser step")
     clip_grad: float | None = Field(None, gt=0.0, description="max global gradient norm; null: off")
@@ -134,22 +145,30 @@ class OptimConfig(_Section):
             raise ValueError(f"min_lr={self.min_lr} is above optim.lr={self.lr}")
         return self
 
+    @property
+    def timm_opt_name(self) -> str:
+        """The `opt` name for `timm.optim.create_optimizer_v2`: in timm 'sgd' and its alias 'nesterov' are
+        SGD with Nesterov momentum, 'momentum' is SGD with classical momentum."""
+        if self.optimizer == "sgd":
+            return "nesterov" if self.nesterov else "momentum"
+        return self.optimizer
 
-class EvalConfig(_Section):
+
+class EvalSection(_StrictModel):
     every_epochs: int = Field(1, gt=0, description="validate every N epochs (and after the last)")
     num_clips: int = Field(4, gt=0)
     num_crops: Literal[1, 3] = 3
     batch_size: int = Field(4, gt=0, description="videos per worker per batch (x clips x crops views)")
 
 
-class ScalingConfig(_Section):
+class ScalingSection(_StrictModel):
     num_workers: int = Field(1, gt=0)
     use_gpu: Literal["auto"] | bool = Field("auto", description="auto: GPU when the cluster has one")
     cpus_per_worker: float = Field(1.0, gt=0.0)
     max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1: unlimited)")
 
 
-class TrackingConfig(_Section):
+class TrackingSection(_StrictModel):
     enabled: bool = True
     tracking_uri: str | None = Field(
         None, description="null: $MLFLOW_TRACKING_URI, else sqlite:///<output.root>/mlflow.db"
@@ -161,7 +180,7 @@ class TrackingConfig(_Section):
     log_every_steps: int = Field(10, gt=0)
 
 
-class OutputConfig(_Section):
+class OutputSection(_StrictModel):
     root: str = Field(".", description="work directory: Ray storage and the local MLflow store live here")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="run name (default: YAML stem)")
     checkpoint_every: int = Field(1, gt=0, description="epochs between periodic checkpoints")
@@ -169,7 +188,7 @@ class OutputConfig(_Section):
     metric: Literal["val_top1", "val_top5", "val_mean_class_acc"] = "val_top1"
 
 
-class DebugConfig(_Section):
+class DebugSection(_StrictModel):
     """Fault injection for tests and drills: the run must survive it."""
 
     kill_worker_after_epoch: int | None = Field(
@@ -178,23 +197,24 @@ class DebugConfig(_Section):
     kill_rank: int = Field(1, ge=0)
 
 
-class ExperimentConfig(_Section):
+class ExperimentConfig(_StrictModel):
     seed: int = 0
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
-    augment: AugmentConfig = AugmentConfig()
-    optim: OptimConfig = OptimConfig()
-    eval: EvalConfig = EvalConfig()
-    scaling: ScalingConfig = ScalingConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    output: OutputConfig = OutputConfig()
-    debug: DebugConfig = DebugConfig()
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    augment: AugmentSection = AugmentSection()
+    optim: OptimSection = OptimSection()
+    eval: EvalSection = EvalSection()
+    scaling: ScalingSection = ScalingSection()
+    tracking: TrackingSection = TrackingSection()
+    output: OutputSection = OutputSection()
+    debug: DebugSection = DebugSection()
 
     @model_validator(mode="after")
     def _cross(self):
         if self.data.num_frames % self.model.tubelet_size:
             raise ValueError(
-                f"data.num_frames={self.data.num_frames} is not divisible by model.tubelet_size={self.model.tubelet_size}"
+                f"data.num_frames={self.data.num_frames} is not divisible by "
+                f"model.tubelet_size={self.model.tubelet_size}"
             )
         if self.debug.kill_worker_after_epoch is not None and self.debug.kill_rank >= self.scaling.num_workers:
             raise ValueError(f"debug.kill_rank={self.debug.kill_rank} >= scaling.num_workers")
@@ -206,9 +226,21 @@ class ExperimentConfig(_Section):
         return self.optim.batch_size * self.optim.accum_steps * self.scaling.num_workers
 
     @property
+    def lr_scale(self) -> float:
+        """global_batch / optim.lr_scale_batch (1.0 without scaling): the factor on every learning rate."""
+        return self.global_batch / self.optim.lr_scale_batch if self.optim.lr_scale_batch else 1.0
+
+    @property
     def scaled_lr(self) -> float:
-        o = self.optim
-        return o.lr * self.global_batch / o.lr_scale_batch if o.lr_scale_batch else o.lr
+        return self.optim.lr * self.lr_scale
+
+    @property
+    def scaled_warmup_lr(self) -> float:
+        return self.optim.warmup_lr * self.lr_scale
+
+    @property
+    def scaled_min_lr(self) -> float:
+        return self.optim.min_lr * self.lr_scale
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -217,16 +249,18 @@ class ExperimentConfig(_Section):
         """Dotted keys -> values (MLflow params, sweeps)."""
         return flatten(self.to_dict())
 
-    def fingerprint(self, sections: tuple[str, ...] = ("seed", "model", "data", "augment", "optim", "eval", "scaling")) -> str:
+    def fingerprint(
+        self, sections: tuple[str, ...] = ("seed", "model", "data", "augment", "optim", "eval", "scaling")
+    ) -> str:
         d = {k: v for k, v in self.to_dict().items() if k in sections}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
-    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "ExperimentConfig":
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> ExperimentConfig:
         """A new validated config with dotted overrides applied (dict of values or `key=value` strings)."""
         raw = self.to_dict()
         items = _parse_overrides(overrides) if isinstance(overrides, list) else overrides.items()
         for key, value in items:
-            _set_dotted(raw, key, value)
+            set_dotted(raw, key, value)
         return validate(raw)
 
 
@@ -287,7 +321,7 @@ def _parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _set_dotted(raw: dict, key: str, value: Any) -> None:
+def set_dotted(raw: dict, key: str, value: Any) -> None:
     node, schema = raw, ExperimentConfig
     parts = key.split(".")
     for i, part in enumerate(parts):
@@ -379,7 +413,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     raw = read_yaml(path) if path else {}
     for key, value in _parse_overrides(overrides or []):
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     if path and not (raw.get("output") or {}).get("name"):
         raw.setdefault("output", {})["name"] = Path(path).stem
     cfg = validate(raw, Path(path).name if path else "config")

@@ -1,6 +1,6 @@
 """Multi-view evaluation: clips x crops per video, softmax-averaged, every video counted once.
 
-The validation split is streamed to workers unevenly (`equal=False`, see `train.SplitConfig`), so no
+The validation split is streamed to workers unevenly (`equal=False`, see `ray_setup.SplitDataConfig`), so no
 video is dropped or duplicated to even out the shards, as a DistributedSampler would. Each worker
 accumulates a confusion matrix and a per-video "seen" count indexed by the dataset's `index` column;
 one all-reduce at the end sums them, and `EvalResult` checks that every video was counted exactly
@@ -9,12 +9,17 @@ once before reporting top-1, top-5 and mean class accuracy.
 
 from __future__ import annotations
 
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+from .data.clips import normalize
 
 
 class EvaluationCountError(RuntimeError):
@@ -104,8 +109,6 @@ def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: to
 
     `model` is the bare module (not the DDP wrapper: no collectives per batch, as shards are uneven).
     """
-    from .data.clips import normalize
-
     was_training = model.training
     model.eval()
     for batch in batches:
@@ -125,12 +128,14 @@ def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: to
 
 
 def eval_loop_per_worker(config: dict) -> dict | None:
+    """One evaluation worker: its uneven share of the videos, then one all-reduce. A counting error
+    comes back as `{"error": ...}` (Ray would wrap an exception in a traceback) for the driver to raise."""
     import ray.train
     import ray.train.torch
 
     from .checkpoints import load_state
     from .config import ExperimentConfig
-    from .train import autocast_for, build_model, resolve_precision
+    from .step import autocast_for, build_model, resolve_precision
 
     cfg = ExperimentConfig.model_validate(config["cfg"])
     device = ray.train.torch.get_device()
@@ -143,7 +148,10 @@ def eval_loop_per_worker(config: dict) -> dict | None:
     evaluate_batches(model, ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=cfg.eval.batch_size),
                      acc, device, autocast)
     acc.all_reduce()
-    res = acc.result()
+    try:
+        res = acc.result()
+    except EvaluationCountError as e:
+        return {"error": str(e)}
     if ray.train.get_context().get_world_rank() == 0:
         return {**res.metrics("eval_"), "confusion": res.confusion.tolist()}
     return None
@@ -161,91 +169,92 @@ def run_evaluation(
     ray_init_kwargs: dict | None = None,
 ) -> tuple[EvalResult, dict]:
     """Evaluate a training checkpoint on Parquet shards; logs to the checkpoint's MLflow run when
-    its store is reachable, else to a new run in `<workdir>/mlflow.db`. Returns (result, info)."""
-    import time
-    from pathlib import Path
+    its store is reachable, else to a new run in `<workdir>/mlflow.db`. Returns (result, info).
 
-    import ray
-    from ray.train import RunConfig, ScalingConfig
+    The driver reads only the checkpoint's small header (config, MLflow run id); the workers
+    load the weights, each on its own node."""
+    from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
     from . import storage
-    from .checkpoints import find_checkpoint, load_state
+    from .checkpoints import find_checkpoint, read_header
     from .config import validate
+    from .data.pipeline import datasets_for
     from .data.shards import count_videos
-    from .train import _init_ray, _split_config, build_datasets, check_resources
+    from .ray_setup import SplitDataConfig, check_resources, init_ray, quiet_ray_data, use_gpu, worker_scaling
 
-    path = find_checkpoint(checkpoint)  # workers read it from there (any node), the driver too
-    state = load_state(path)
-    cfg = validate(state["config"], f"{path} (saved config)")
+    path = find_checkpoint(checkpoint)
+    header = read_header(path)
+    cfg = validate(header["config"], f"{path} (saved config)")
     cfg = cfg.with_overrides({"data.val": storage.absolute(data), "data.train": None})
     if overrides:
         cfg = cfg.with_overrides(overrides)
     if num_workers:
         cfg = cfg.with_overrides({"scaling.num_workers": num_workers})
     num_videos = count_videos(cfg.data.val)
-    fixed = _init_ray(ray_init_kwargs)
-    from ray.data import DataContext
-
-    DataContext.get_current().enable_progress_bars = False
-    use_gpu = cfg.scaling.use_gpu if isinstance(cfg.scaling.use_gpu, bool) else ray.cluster_resources().get("GPU", 0) >= 1
-    check_resources(cfg, ray.cluster_resources(), use_gpu, fixed)
-    runs = Path(workdir).resolve() / "runs"
+    fixed = init_ray(ray_init_kwargs)
+    quiet_ray_data()
+    gpu = use_gpu(cfg)
+    check_resources(cfg, gpu, fixed)
     t0 = time.time()
     trainer = TorchTrainer(
         eval_loop_per_worker,
         train_loop_config=dict(cfg=cfg.to_dict(), checkpoint=str(path), num_videos=num_videos, use_ema=use_ema),
-        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(runs)),
-        datasets=build_datasets(cfg, splits=("val",)),
-        dataset_config=_split_config(),
+        scaling_config=worker_scaling(cfg, gpu),
+        run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                             storage_path=str(Path(workdir).resolve() / "runs")),
+        datasets=datasets_for(cfg, splits=("val",)),
+        dataset_config=SplitDataConfig(),
     )
     out = trainer.fit().return_value
-    confusion = np.asarray(out.pop("confusion"), dtype=np.int64)
+    if out.get("error"):
+        raise EvaluationCountError(out["error"])
     res = EvalResult(top1=out["eval_top1"], top5=out["eval_top5"], mean_class_acc=out["eval_mean_class_acc"],
-                     videos=int(out["eval_videos"]), corrupt=int(out["eval_corrupt"]), confusion=confusion)
+                     videos=int(out["eval_videos"]), corrupt=int(out["eval_corrupt"]),
+                     confusion=np.asarray(out["confusion"], dtype=np.int64))
     info = {"checkpoint": str(path), "seconds": time.time() - t0, "views": f"{cfg.eval.num_clips}x{cfg.eval.num_crops}"}
     if log_to_mlflow and cfg.tracking.enabled:
-        info.update(_log_evaluation(cfg, state, res, data, workdir))
+        info.update(log_evaluation(cfg, header.get("mlflow_run_id"), res, data, workdir))
     return res, info
 
 
-def _log_evaluation(cfg, state: dict, res: EvalResult, data: str, workdir: str) -> dict:
-    import tempfile
-    from pathlib import Path
-
-    from mlflow.exceptions import MlflowException
+def log_evaluation(cfg, run_id: str | None, res: EvalResult, data: str, workdir: str) -> dict:
+    """Log `eval_*` metrics and the confusion matrix to the training run when its store is here,
+    else to a new run in the work directory's store."""
+    from mlflow.entities import Metric
 
     from . import storage
     from .data.manifest import read_label_names
-    from .tracking import _client, plot_confusion, start_run, tracking_uri
+    from .tracking import log_figure, mlflow_client, plot_confusion, start_run, tracking_uri
 
-    uri, run_id = tracking_uri(cfg), state.get("mlflow_run_id")
-    local_db = uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
-    client = None
-    if run_id and not local_db:
-        try:
-            client = _client(uri)
-            client.get_run(run_id)
-        except MlflowException:
-            client = None
-    if client is None:  # the training store is not here: a new run in the work directory's store
+    uri = tracking_uri(cfg)
+    if not training_run_here(uri, run_id):
         cfg = cfg.with_overrides({"output.root": str(Path(workdir).resolve()), "tracking.tracking_uri": None})
         uri = tracking_uri(cfg)
         with tempfile.TemporaryDirectory() as d:
             run_id = start_run(cfg, d, run_name=f"eval {cfg.output.name}", tags={"vfn.kind": "eval"})
-        client = _client(uri)
-    from mlflow.entities import Metric
-
-    import time
-
+    client = mlflow_client(uri)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in res.metrics("eval_").items()])
     client.set_tag(run_id, "eval.data", storage.absolute(data))
     labels = read_label_names(cfg.data.labels) if cfg.data.labels and Path(cfg.data.labels).is_file() else None
-    with tempfile.TemporaryDirectory() as d:
-        png = plot_confusion(res.confusion, labels, Path(d) / "eval_confusion_matrix.png",
-                             f"eval {cfg.output.name}: top-1 {100 * res.top1:.1f}%")
-        client.log_artifact(run_id, str(png))
+    fig = plot_confusion(res.confusion, labels, f"eval {cfg.output.name}: top-1 {100 * res.top1:.1f}%")
+    log_figure(uri, run_id, fig, "eval_confusion_matrix.png")
     return {"mlflow_run_id": run_id, "tracking_uri": uri}
+
+
+def training_run_here(uri: str, run_id: str | None) -> bool:
+    """Whether the training run's MLflow store is reachable from here and holds the run (a
+    missing local SQLite file is not created just to find out)."""
+    from mlflow.exceptions import MlflowException
+
+    from .tracking import mlflow_client, sqlite_path
+
+    db = sqlite_path(uri)
+    if not run_id or (db is not None and not db.is_file()):
+        return False
+    try:
+        mlflow_client(uri).get_run(run_id)
+        return True
+    except MlflowException:
+        return False

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .config import ExperimentConfig
+from .step import model_kwargs
 
 
 @dataclass
@@ -35,13 +36,8 @@ def model_cost(cfg: ExperimentConfig) -> tuple[float, float]:
     from vfn.model import create_model
     from vfn.model.flops import count_flops
 
-    m = cfg.model
     with torch.device("meta"):
-        model = create_model(
-            m.name, design=m.design, embed_dim=m.embed_dim, depths=m.depths, num_classes=cfg.data.num_classes,
-            num_frames=cfg.data.num_frames, img_size=cfg.data.input_size, tubelet_size=m.tubelet_size,
-            focal_levels=m.focal_levels, focal_windows=m.focal_windows,
-        )
+        model = create_model(cfg.model.name, **{**model_kwargs(cfg), "drop_path_rate": 0.0})
     return count_flops(model, cfg.data.num_frames, cfg.data.input_size)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import ConfigError, ExperimentConfig, _set_dotted, load_config
+from .config import ConfigError, ExperimentConfig, set_dotted, load_config
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -142,7 +142,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Sw
         if key == "seed":
             continue
         try:
-            _set_dotted(base.to_dict(), key, None)
+            set_dotted(base.to_dict(), key, None)
         except ConfigError as e:
             raise ConfigError(f"{path.name}: space: {e}") from None
     return spec, base

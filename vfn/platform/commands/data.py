@@ -100,10 +100,10 @@ def _check(args) -> int:
         print(f"  note: {num_classes - len(counts)} of {num_classes} classes have no video")
     if not args.probe:
         return 0
-    from vfn.platform.data.shards import _probe_file, process_pool
+    from vfn.platform.data.shards import probe_file, process_pool
 
     with process_pool(min(8, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(_probe_file, [(r.full_path, False) for r in records], chunksize=4))
+        results = list(pool.map(probe_file, [(r.full_path, False) for r in records], chunksize=4))
     bad = [(r, reason) for r, (meta, reason) in zip(records, results) if meta is None]
     for r, reason in bad[:20]:
         print(f"  {args.manifest}:{r.line}: {r.path}: {reason}")

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vfn.platform.checkpoints import CheckpointError
+    from vfn.platform.checkpoints import RunCheckpointError
     from vfn.platform.config import ConfigError
     from vfn.platform.evaluate import EvaluationCountError, run_evaluation
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         res, info = run_evaluation(args.checkpoint, args.data, overrides=args.overrides, workdir=args.workdir,
                                    num_workers=args.workers, use_ema=args.ema, log_to_mlflow=not args.no_mlflow,
                                    ray_init_kwargs=init)
-    except (ConfigError, CheckpointError, EvaluationCountError) as e:
+    except (ConfigError, RunCheckpointError, EvaluationCountError) as e:
         print(f"vfn eval: {e}", file=sys.stderr)
         return 2
     print(f"{info['checkpoint']} ({info['views']} views, {info['seconds']:.0f} s)")

@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="videofocalnet_tiny", help="zoo model for released weights")
     parser.add_argument("--design", default="parallel")
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--interval", type=int, default=4, help="frame interval (dense sampling)")
+    parser.add_argument("--sampling", choices=("segment", "dense"), default="segment",
+                        help="released weights: one frame per segment, as the released code samples")
+    parser.add_argument("--interval", type=int, default=4, help="frame interval (dense sampling only)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--num-classes", type=int, default=None, help="default: from --labels, else 400")
     parser.add_argument("--views", default="1x1", help="clips x crops, e.g. 4x3 (default 1x1)")
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         rows = predict(args)
-    except (ValueError, RuntimeError, OSError) as e:  # ConfigError, CheckpointError, CorruptVideoError, ...
+    except (ValueError, RuntimeError, OSError) as e:  # ConfigError, RunCheckpointError, CorruptVideoError, ...
         print(f"vfn predict: {e}", file=sys.stderr)
         return 2
     width = max(len(name) for _, name, _ in rows)
@@ -39,16 +41,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> list[tuple[int, str, float]]:
+    import dataclasses
     from pathlib import Path
 
     import torch
 
     import vfn.model as vm
-    from vfn.platform.checkpoints import CheckpointError, load_state, resolve_checkpoint
+    from vfn.errors import first_line
+    from vfn.platform.checkpoints import RunCheckpointError, load_state, resolve_checkpoint
     from vfn.platform.config import validate
     from vfn.platform.data.clips import ClipSpec, CorruptVideoError, decode_test_views, normalize
     from vfn.platform.data.manifest import read_label_names
-    from vfn.platform.train import build_model
+    from vfn.platform.step import build_model
 
     video = Path(args.video)
     if not video.is_file():
@@ -59,15 +63,14 @@ def predict(args: argparse.Namespace) -> list[tuple[int, str, float]]:
     if args.checkpoint:
         try:
             state = load_state(resolve_checkpoint(args.checkpoint))
-        except CheckpointError:
+        except RunCheckpointError:
             state = None  # not a training checkpoint: try released weights below
     if state is not None:
         cfg = validate(state["config"], "checkpoint config")
         model = build_model(cfg, load_pretrained=False)
         model.load_state_dict(state["model"])
         d = cfg.data
-        spec = ClipSpec(num_frames=d.num_frames, frame_interval=d.frame_interval, sampling=d.sampling,
-                        input_size=d.input_size, num_clips=clips, num_crops=crops)
+        spec = dataclasses.replace(ClipSpec.from_config(d), num_clips=clips, num_crops=crops)
         if labels is None and d.labels and Path(d.labels).is_file():
             labels = read_label_names(d.labels)
         num_classes = d.num_classes
@@ -79,14 +82,14 @@ def predict(args: argparse.Namespace) -> list[tuple[int, str, float]]:
             vm.load_released_weights(model, args.checkpoint)
         else:
             print(f"vfn predict: no --checkpoint, {args.model} has random weights", file=sys.stderr)
-        spec = ClipSpec(num_frames=args.frames, frame_interval=args.interval, sampling="dense",
+        spec = ClipSpec(num_frames=args.frames, frame_interval=args.interval, sampling=args.sampling,
                         input_size=args.size, num_clips=clips, num_crops=crops)
     if labels is not None and len(labels) != num_classes:
         raise ValueError(f"--labels lists {len(labels)} classes, the model has {num_classes}")
     try:
         views = torch.from_numpy(decode_test_views(video.read_bytes(), spec))  # (V, T, 3, S, S)
     except CorruptVideoError as e:
-        raise CorruptVideoError(f"{video}: not decodable ({str(e).splitlines()[0][:200]})") from None
+        raise CorruptVideoError(f"{video}: not decodable ({first_line(e)})") from None
     model.eval()
     with torch.no_grad():
         probs = model(normalize(views)).softmax(-1).mean(0)

@@ -14,25 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-# The recipe behind `vfn quickstart`; experiments/quickstart.yaml holds the same settings
-# (tests/test_quickstart.py keeps the two equal). Tuned for a 2-core CPU machine: a small model
-# on 32x32 clips of 8 frames learns the temporal-order classes well above chance in minutes.
-RECIPE: dict = {
-    "seed": 0,
-    "model": {"name": "videofocalnet_tiny", "design": "parallel", "embed_dim": 16, "depths": [1, 1, 1, 1],
-              "drop_path_rate": 0.0, "init": "xavier"},
-    "data": {"num_classes": 4, "num_frames": 8, "sampling": "segment", "input_size": 32,
-             "max_corrupt_share": 0.0, "decode_cpus": 0.5, "decode_batch_size": 16},
-    # no flips: "moving left" mirrored is "moving right"
-    "augment": {"flip_prob": 0.0, "scale": [0.6, 1.0], "color_jitter": 0.2, "grayscale_prob": 0.0,
-                "mixup_prob": 0.0, "label_smoothing": 0.1},
-    "optim": {"optimizer": "adamw", "lr": 1.0e-3, "lr_scale_batch": None, "weight_decay": 0.05, "epochs": 6,
-              "warmup_epochs": 1, "warmup_lr": 1.0e-5, "min_lr": 1.0e-5, "batch_size": 8, "clip_grad": 5.0},
-    "eval": {"every_epochs": 3, "num_clips": 2, "num_crops": 1, "batch_size": 16},
-    "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "max_failures": 1},
-    "tracking": {"experiment": "quickstart"},
-    "output": {"name": "quickstart", "checkpoint_every": 3, "keep": 2},
-}
+# The recipe behind `vfn quickstart` has one source, the experiment file (read from the source tree the
+# package is installed from, editable). Tuned for a 2-core CPU machine: a small model on 32x32 clips of
+# 8 frames learns the temporal-order classes well above chance in minutes.
+RECIPE_FILE = Path(__file__).resolve().parents[3] / "experiments" / "quickstart.yaml"
 SHARD_BYTES = 512 << 10
 SYNTH_STYLE = "simple"  # bright objects on a dark background: learnable from scratch in minutes on a CPU
 SYNTH_SIZE, SYNTH_FRAMES = 32, 8  # stored at the model's input size: nothing to decode that is thrown away
@@ -42,13 +27,18 @@ NUM_VIDEOS = 1600  # 1280 train / 320 val: the 4 translation classes (right/left
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".", help="data, Ray storage and the MLflow store go here (default: .)")
     parser.add_argument("--videos", type=int, default=NUM_VIDEOS, help=f"synthetic videos (default {NUM_VIDEOS})")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the recipe, e.g. optim.epochs=4")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="overrides of the recipe, e.g. optim.epochs=4")
 
 
 def build_config(workdir: Path, data_dir: Path, overrides: list[str] | None = None):
-    from vfn.platform.config import validate
+    """The recipe of experiments/quickstart.yaml with its data and output under `workdir`, then `overrides`."""
+    from vfn.platform.config import ConfigError, read_yaml, validate
 
-    cfg = validate(RECIPE, "quickstart recipe").with_overrides({
+    if not RECIPE_FILE.is_file():
+        raise ConfigError(f"{RECIPE_FILE}: quickstart recipe not found (vfn quickstart needs the repository's "
+                          "experiments/ folder: install from a clone with `pip install -e .`)")
+    cfg = validate(read_yaml(RECIPE_FILE), RECIPE_FILE.name).with_overrides({
         "data.train": str(data_dir / "shards" / "train"),
         "data.val": str(data_dir / "shards" / "val"),
         "data.labels": str(data_dir / "synth" / "labels.csv"),
@@ -73,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from vfn.platform.data.shards import write_shards
     from vfn.platform.data.synth import make_synthetic_dataset
 
-    print(f"[1/4] synthetic dataset: {args.videos} {SYNTH_STYLE} videos, {cfg.data.num_classes} temporal-order classes -> {data_dir / 'synth'}", flush=True)
+    print(f"[1/4] synthetic dataset: {args.videos} {SYNTH_STYLE} videos, {cfg.data.num_classes} temporal-order "
+          f"classes -> {data_dir / 'synth'}", flush=True)
     synth = make_synthetic_dataset(data_dir / "synth", args.videos, seed=0, num_classes=cfg.data.num_classes,
                                    size=SYNTH_SIZE, num_frames=SYNTH_FRAMES, num_workers=2, style=SYNTH_STYLE)
     print("[2/4] Parquet shards", flush=True)

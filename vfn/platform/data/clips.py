@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+
+from vfn.errors import last_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,6 +63,13 @@ class ClipSpec:
         if self.num_clips < 1 or self.num_crops not in (1, 3):
             raise ValueError(f"ClipSpec needs num_clips >= 1 and num_crops in (1, 3), got {self.num_clips}, {self.num_crops}")
 
+    @classmethod
+    def from_config(cls, data, views=None) -> ClipSpec:
+        """From an experiment's `data` section; with its `eval` section as `views`, the test views."""
+        extra = dict(num_clips=views.num_clips, num_crops=views.num_crops) if views is not None else {}
+        return cls(num_frames=data.num_frames, frame_interval=data.frame_interval, sampling=data.sampling,
+                   input_size=data.input_size, **extra)
+
     @property
     def resize_short(self) -> int:
         """Short side before cropping: 256 for 224 inputs, as in the paper's pipeline."""
@@ -80,6 +89,12 @@ class AugmentSpec:
     grayscale_prob: float = 0.2
     scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
     ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio
+
+    @classmethod
+    def from_config(cls, augment) -> AugmentSpec:
+        """From an experiment's `augment` section (which holds these fields and more)."""
+        return cls(**{f.name: tuple(v) if isinstance(v := getattr(augment, f.name), list) else v
+                      for f in fields(cls)})
 
     def __post_init__(self):
         for name in ("flip_prob", "color_jitter_prob", "grayscale_prob"):
@@ -148,7 +163,7 @@ def open_video(data: bytes, num_threads: int = 1):
     try:
         vr = decord.VideoReader(io.BytesIO(data), num_threads=num_threads)
     except Exception as e:  # decord raises DECORDError / RuntimeError with ffmpeg text
-        raise CorruptVideoError(f"cannot open video: {_first_line(e)}") from None
+        raise CorruptVideoError(f"cannot open video: {last_line(e)}") from None
     if len(vr) < 1:
         raise CorruptVideoError("video has no frames")
     return vr
@@ -161,15 +176,10 @@ def read_frames(vr, indices: np.ndarray) -> np.ndarray:
     try:
         frames = vr.get_batch(unique.tolist()).asnumpy()
     except Exception as e:
-        raise CorruptVideoError(f"cannot decode frames: {_first_line(e)}") from None
+        raise CorruptVideoError(f"cannot decode frames: {last_line(e)}") from None
     if frames.ndim != 4 or frames.shape[0] != len(unique) or frames.shape[-1] != 3:
         raise CorruptVideoError(f"decoder returned frames of shape {frames.shape}")
     return frames[inverse]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[-1] if text else type(e).__name__)[:300]
 
 
 # ---------------------------------------------------------------- spatial ops

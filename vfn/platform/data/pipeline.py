@@ -168,3 +168,16 @@ def _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, deco
                                if seed is not None else None)
     return ds.map_batches(_decode_train_batch, fn_kwargs=dict(clip=clip, aug=aug, seed=seed,
                                                               num_threads=num_threads), **map_args)
+
+
+def datasets_for(cfg, splits: tuple[str, ...] = ("train", "val")) -> dict:
+    """The Ray datasets of an `ExperimentConfig`'s splits (those it names), keyed by split."""
+    d = cfg.data
+    common = dict(num_cpus=d.decode_cpus, decode_batch_size=d.decode_batch_size)
+    out = {}
+    if "train" in splits and d.train:
+        out["train"] = build_dataset(d.train, "train", ClipSpec.from_config(d), AugmentSpec.from_config(cfg.augment),
+                                     seed=cfg.seed, shuffle=d.shuffle, **common)
+    if "val" in splits and d.val:
+        out["val"] = build_dataset(d.val, "val", ClipSpec.from_config(d, cfg.eval), None, **common)
+    return out

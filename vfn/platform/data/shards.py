@@ -92,7 +92,7 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
-def _probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
+def probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
     path, full = args
     try:
         data = read_bytes(path)
@@ -198,7 +198,7 @@ def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | Non
                 report.rejected += _read_rejected(rejected_file)
                 continue
             jobs = [(records[i].full_path, full_probe) for i in rows]
-            results = list(pool.map(_probe_file, jobs, chunksize=4)) if pool else [_probe_file(j) for j in jobs]
+            results = list(pool.map(probe_file, jobs, chunksize=4)) if pool else [probe_file(j) for j in jobs]
             rejected = [(records[i].path, records[i].label, records[i].line, reason)
                         for i, (meta, reason) in zip(rows, results) if meta is None]
             good = [(i, meta) for i, (meta, _) in zip(rows, results) if meta is not None]

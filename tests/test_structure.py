@@ -1,0 +1,134 @@
+"""The code stays easy to carry on: no import cycles in `vfn` (imports inside functions count), no
+private name imported from another module, no function body over 80 lines (the Ray worker's under
+50), and every training loop runs the one training step."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "vfn"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, ast.Module]:
+    return {module_name(p): ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, tree: ast.Module, known: set[str], is_package: bool) -> list[tuple[str, list[str]]]:
+    """(imported vfn module, names taken from it) for every import anywhere in the module."""
+    out = []
+    package = name if is_package else name.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.split(".")[0] == "vfn"]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base.split(".")[0] != "vfn":
+                continue
+            for alias in node.names:  # `from pkg import module` imports a module, not a name
+                sub = f"{base}.{alias.name}"
+                out.append((sub, []) if sub in known else (base, [alias.name]))
+    return out
+
+
+def import_graph() -> tuple[dict[str, set[str]], list[str]]:
+    mods = modules()
+    known = set(mods)
+    packages = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    private = []
+    for name, tree in mods.items():
+        for target, names in imports_of(name, tree, known, name in packages):
+            while target not in known and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target != name:
+                graph[name].add(target)
+            private += [f"{name} imports {target}.{n}" for n in names if n.startswith("_") and target != name]
+    return graph, private
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = fn.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        body = body[1:]  # the docstring does not count
+    return body[-1].end_lineno - body[0].lineno + 1 if body else 0
+
+
+def test_no_import_cycles_in_vfn():
+    graph, _ = import_graph()
+    # a package's __init__ importing its own modules is not a cycle worth reporting
+    graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_private_names_imported_across_modules():
+    _, private = import_graph()
+    assert not private, private
+
+
+def test_function_bodies_are_short():
+    long = []
+    for name, tree in modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and body_lines(node) > 80:
+                long.append(f"{name}.{node.name}: {body_lines(node)} lines")
+    assert not long, long
+    worker = next(n for n in ast.walk(modules()["vfn.platform.worker"])
+                  if isinstance(n, ast.FunctionDef) and n.name == "train_loop_per_worker")
+    assert body_lines(worker) < 50
+
+
+@pytest.mark.parametrize("path", ["vfn/platform/worker.py", "vfn/platform/bench_train.py",
+                                  "tests/test_learning.py", "scripts/gpu_check.py"])
+def test_every_training_loop_runs_the_one_step(path):
+    """The Ray worker, `vfn bench train`, the no-Ray learning test and the GPU check all train
+    through `vfn.platform.step.TrainStep`, and none calls `.backward()` itself."""
+    source = (REPO / path).read_text()
+    tree = ast.parse(source)
+    takes_step = any(isinstance(n, ast.ImportFrom) and n.module in ("vfn.platform.step", "step")
+                     and any(a.name == "TrainStep" for a in n.names) for n in ast.walk(tree))
+    calls_step = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "TrainStep"
+                     for n in ast.walk(tree))
+    own_backward = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "backward"]
+    assert takes_step and calls_step, f"{path} does not train with vfn.platform.step.TrainStep"
+    if path != "scripts/gpu_check.py":  # its model-only checks compare float32/bf16 gradients on their own
+        assert not own_backward, f"{path} runs its own backward pass at lines {own_backward}"
