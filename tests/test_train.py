@@ -40,7 +40,8 @@ def tiny_config(root, synth, workdir, *extra):
     ])
 
 
-def test_killed_worker_is_recovered_with_full_step_count_and_mlflow_run(ray_session, tiny_data, tmp_path):
+def test_killed_worker_is_recovered_with_full_step_count_and_mlflow_run(ray_session, tiny_data, tmp_path,
+                                                                        monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from vfn.platform.checkpoints import load_state, read_run_index
@@ -89,11 +90,37 @@ def test_killed_worker_is_recovered_with_full_step_count_and_mlflow_run(ray_sess
     again = run_training(cfg, progress=False)
     assert again.mlflow_run_id == result.mlflow_run_id and again.metrics["global_step"] == m["global_step"]
 
-    # `vfn eval` path: 2 workers, multi-view, every video once
-    from vfn.platform.evaluate import run_evaluation
+    # `vfn eval` path: 2 workers, multi-view, every video once; the driver reads only the
+    # checkpoint's header (torch.load here would read weights and optimiser state: Ray's workers
+    # are other processes and load the weights themselves)
+    from vfn.platform.evaluate import EvaluationCountError, run_evaluation
 
+    def no_load(*args, **kwargs):
+        raise AssertionError("the evaluation driver loaded the whole checkpoint")
+
+    monkeypatch.setattr(torch, "load", no_load)
     res, info = run_evaluation(str(result.run_dir), str(root / "val"), workdir=str(tmp_path),
                                overrides=["eval.num_clips=1", "eval.num_crops=3"])
     assert res.videos + res.corrupt == n_val and res.confusion.sum() == res.videos
     assert info["mlflow_run_id"] == result.mlflow_run_id
     assert "eval_top1" in client.get_run(result.mlflow_run_id).data.metrics
+
+    # a counting error inside the workers reaches the caller as the one-line EvaluationCountError
+    # (not wrapped in Ray's worker-failure traceback): two rows claiming the same video index
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vfn.platform.data.shards import list_shards
+
+    dup = tmp_path / "val_dup"
+    dup.mkdir()
+    for i, f in enumerate(list_shards(str(root / "val"))):
+        table = pq.read_table(f)
+        if i == 0:
+            index = table.column("index").to_pylist()
+            index[1] = index[0]
+            table = table.set_column(table.schema.get_field_index("index"), "index", pa.array(index, pa.int64()))
+        pq.write_table(table, dup / Path(f).name)
+    with pytest.raises(EvaluationCountError, match=r"^evaluation covered the 7 validation videos unevenly: 1 never seen"):
+        run_evaluation(str(result.run_dir), str(dup), workdir=str(tmp_path), log_to_mlflow=False,
+                       overrides=["eval.num_clips=1", "eval.num_crops=1"])

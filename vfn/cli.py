@@ -3,6 +3,11 @@
 Each subcommand lives in its own module with two functions, `add_arguments(parser)` and
 `run(args) -> int`. Modules are imported only when their command runs, so `vfn flops` on a
 GPU image without ray or mlflow still works.
+
+The command name is read first; the command's own parser then reads the rest with
+`parse_intermixed_args`, so `key=value` overrides may stand anywhere after the command
+(`vfn eval RUN --data SHARDS eval.num_clips=4`). argparse refuses intermixed parsing for parsers
+with subcommands or a REMAINDER argument (`vfn data`, `vfn bench`): those parse as usual.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,26 +32,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
+def main_parser() -> argparse.ArgumentParser:
+    """`vfn`'s own parser: the list of commands (for `vfn --help` and unknown-command errors)."""
     parser = argparse.ArgumentParser(prog="vfn", description="Video-FocalNets experiment platform")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    loaded = {}
-    wanted = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == wanted:  # import only the module of the command being run
-            module = importlib.import_module(module_name)
-            module.add_arguments(p)
-            loaded[name] = module
-    return parser, loaded
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+    return parser
+
+
+def command_parser(name: str) -> tuple[argparse.ArgumentParser, ModuleType]:
+    """The parser of `vfn NAME` and the command's module (imported here, and only this one)."""
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"vfn {name}", description=help_text)
+    module.add_arguments(parser)
+    return parser, module
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, ModuleType]:
+    """The command's arguments (with `command` set to its name) and its module; exits with
+    argparse's message on a usage error, as `parse_args` does."""
+    if not argv or argv[0] not in COMMANDS:
+        main_parser().parse_args(argv[:1])  # prints the help, or the error for a missing/unknown command
+        raise SystemExit(2)  # not reached: for anything but a command name argparse has exited
+    parser, module = command_parser(argv[0])
+    try:
+        args = parser.parse_intermixed_args(argv[1:])
+    except TypeError:  # subcommands or REMAINDER: argparse refuses them before parsing anything
+        args = parser.parse_args(argv[1:])
+    args.command = argv[0]
+    return args, module
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser, loaded = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, module = parse_args(argv)
     try:
-        return int(loaded[args.command].run(args) or 0)
+        return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("vfn: interrupted", file=sys.stderr)
         return 130

@@ -65,8 +65,9 @@ def find_runs(client, selectors: list[str], filter_string: str = "", max_runs: i
         if r.info.run_id in seen:
             continue
         seen.add(r.info.run_id)
-        rows.append(RunRow(r.info.run_id, r.info.run_name or r.info.run_id[:8], experiments.get(r.info.experiment_id, "?"),
-                           r.info.status, dict(r.data.params), dict(r.data.metrics), dict(r.data.tags)))
+        rows.append(RunRow(r.info.run_id, r.info.run_name or r.info.run_id[:8],
+                           experiments.get(r.info.experiment_id, "?"), r.info.status,
+                           dict(r.data.params), dict(r.data.metrics), dict(r.data.tags)))
     if not rows:
         raise CompareError(f"no runs match{f' filter {filter_string!r}' if filter_string else ''}")
     return rows
@@ -96,12 +97,13 @@ def table(rows: list[RunRow], metrics: list[str], sort_by: str | None = None) ->
 
 
 def plot(client, rows: list[RunRow], metric: str, out: Path) -> Path:
-    import matplotlib
+    """Learning curves of `metric` and `metric` vs GFLOPs per view, written to `out` (PNG)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .tracking import save_figure
 
-    fig, (curves, cost) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig = Figure(figsize=(13, 4.5), dpi=110, layout="tight")
+    curves, cost = fig.subplots(1, 2)
     for r in rows:
         history = sorted(client.get_metric_history(r.run_id, metric), key=lambda m: (m.step, m.timestamp))
         if history:
@@ -113,19 +115,16 @@ def plot(client, rows: list[RunRow], metric: str, out: Path) -> Path:
     cost.set(title=f"{metric} vs GFLOPs per view", xlabel="GFLOPs per view", ylabel=metric)
     for ax in (curves, cost):
         ax.grid(alpha=0.3)
-    if len(rows) <= 12:
+    if len(rows) <= 12 and curves.lines:
         curves.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def compare(tracking_uri: str, selectors: list[str], metric: str, filter_string: str = "",
             out: Path | None = None, extra_metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, Any]:
-    from mlflow.tracking import MlflowClient
+    from .tracking import mlflow_client
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     rows = find_runs(client, selectors, filter_string)
     metrics = list(dict.fromkeys([metric, *extra_metrics]))
     text = table(rows, metrics, sort_by=metric)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import storage
+from . import ray_setup, storage
 from .config import ExperimentConfig, validate
 from .report import TrialOutcome, ablation_rows, model_cost, row_name, write_report
 from .sweep_spec import SweepSpec
+from .tracking import experiment_id, mlflow_client, tracking_uri
 
 STATE_FILE = "vfn_sweep.json"
 
@@ -67,7 +68,8 @@ def _run_trial(config: dict[str, Any], *, base: dict[str, Any], spec: dict[str, 
     spec_ = SweepSpec.model_validate(spec)
     trial_id = tune.get_context().get_trial_id()
     # an impossible value in the search space raises ConfigError here: this trial fails with its reason
-    cfg = validate(base).with_overrides(trial_overrides(spec_, config["params"], config["seed"], trial_id, parent_run_id))
+    overrides = trial_overrides(spec_, config["params"], config["seed"], trial_id, parent_run_id)
+    cfg = validate(base).with_overrides(overrides)
     setting = ", ".join(f"{k}={v}" for k, v in config["params"].items())
     run_training(
         cfg,
@@ -89,7 +91,7 @@ def _resources(spec: SweepSpec, base: ExperimentConfig) -> tuple[int, bool]:
 
     total = ray.cluster_resources()
     t = spec.trial
-    use_gpu = t.use_gpu if isinstance(t.use_gpu, bool) else total.get("GPU", 0) >= 1
+    use_gpu = ray_setup.use_gpu(base.with_overrides({"scaling.use_gpu": t.use_gpu}))  # as the trials resolve it
     cpus = t.num_workers * t.cpus_per_worker + base.data.decode_cpus
     fits = int(total.get("CPU", 0) // cpus)
     if use_gpu:
@@ -110,28 +112,25 @@ def _parent_run(base: ExperimentConfig, spec: SweepSpec, state_path: str, kind: 
     """The sweep's MLflow parent run: reopened from the state file on restore, else created."""
     if not base.tracking.enabled:
         return None, None
-    from mlflow.tracking import MlflowClient
-
-    from .tracking import _experiment_id, tracking_uri
+    from mlflow.entities import Param
 
     uri = tracking_uri(base)
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_client(uri)
     if (text := storage.read_text(state_path)) is not None:
         run_id = json.loads(text).get("parent_run_id")
         if run_id:
             client.update_run(run_id, status="RUNNING")
             return run_id, uri
-    exp_id = _experiment_id(client, base, uri)  # the same experiment (and artifact store) as the trials
+    exp_id = experiment_id(client, base, uri)  # the same experiment (and artifact store) as the trials
     run = client.create_run(exp_id, run_name=spec.name, tags={"vfn.kind": kind, "vfn.sweep": spec.name or ""})
-    from mlflow.entities import Param
-
     params = [Param(f"space.{k}", json.dumps(d.model_dump(exclude_none=True))[:6000]) for k, d in spec.space.items()]
     params += [Param("seeds", json.dumps(spec.seeds)), Param("metric", spec.metric), Param("mode", spec.mode),
                Param("num_samples", str(spec.num_samples)),
                Param("scheduler", spec.scheduler.type if spec.scheduler else "fifo")]
     params += [Param(f"base.{k}", str(v)[:6000]) for k, v in base.flat().items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run.info.run_id, params=params[i : i + 100])
+    client.log_batch(run.info.run_id, params=params)  # split into MLflow's per-request limits by the client
+    client.log_dict(run.info.run_id, spec.model_dump(mode="json", exclude_none=True), "sweep.yaml")
+    client.log_dict(run.info.run_id, base.to_dict(), "base_config.yaml")
     return run.info.run_id, uri
 
 
@@ -155,23 +154,23 @@ def _outcomes(result_grid, spec: SweepSpec) -> list[TrialOutcome]:
 
 def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
               ray_init_kwargs: dict | None = None) -> SweepResult:
-    import ray
     from ray import tune
 
     t0 = time.time()
     results = storage.join(storage.absolute(base.output.root), "ray_results")  # Tune takes URIs as well
     exp_dir = storage.join(results, spec.name)
     state_path = storage.join(exp_dir, STATE_FILE)
-    if not ray.is_initialized():
-        # the dashboard serves the State API that Ray Train's PlacementGroupCleaner needs: when Tune
-        # stops a trial (ASHA, max_t) it kills the trial's controller, and only the cleaner then frees
-        # the workers' placement group; without it the CPUs leak and later trials wait forever
-        ray.init(**{"include_dashboard": True, **(ray_init_kwargs or {})})
+    # a local Ray of our own unless a cluster is named (a stale /tmp/ray/ray_current_cluster never
+    # matters). The dashboard serves the State API that Ray Train's PlacementGroupCleaner needs: when
+    # Tune stops a trial (ASHA, max_t) it kills the trial's controller, and only the cleaner then frees
+    # the workers' placement group; without it the CPUs leak and later trials wait forever
+    ray_setup.init_ray({"include_dashboard": True, **(ray_init_kwargs or {})})
     concurrent, _ = _resources(spec, base)
     parent_run_id, uri = _parent_run(base, spec, state_path, kind)
 
     trainable = tune.with_resources(
-        functools.partial(_run_trial, base=base.to_dict(), spec=spec.model_dump(mode="json"), parent_run_id=parent_run_id),
+        functools.partial(_run_trial, base=base.to_dict(), spec=spec.model_dump(mode="json"),
+                          parent_run_id=parent_run_id),
         # the trial driver only waits on its trainer: it reserves a token of memory, no CPU, so a
         # trial's CPUs all go to its Train workers and N-CPU clusters fit N/(workers*cpus) trials
         {"cpu": 0, "memory": 64 * 2**20},
@@ -192,7 +191,8 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
                                       max_t=spec.scheduler.max_t or base.optim.epochs + 1)
         tuner = tune.Tuner(
             trainable,
-            param_space={"params": {k: d.to_tune() for k, d in spec.space.items()}, "seed": tune.grid_search(spec.seeds)},
+            param_space={"params": {k: d.to_tune() for k, d in spec.space.items()},
+                         "seed": tune.grid_search(spec.seeds)},
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                         scheduler=scheduler, max_concurrent_trials=concurrent),
             run_config=tune.RunConfig(name=spec.name, storage_path=results, verbose=1),
@@ -208,7 +208,10 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
 def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: str) -> None:
     """Write the results table (and for ablations the report), log them to the parent run."""
     remote = storage.is_remote(result.experiment_dir)
-    out_dir = Path(tempfile.mkdtemp(prefix=f"vfn-{spec.name}-report-")) if remote else Path(result.experiment_dir, "report")
+    if remote:
+        out_dir = Path(tempfile.mkdtemp(prefix=f"vfn-{spec.name}-report-"))
+    else:
+        out_dir = Path(result.experiment_dir, "report")
     keys = spec.row_keys
     cost = {}
     for o in result.outcomes:
@@ -227,9 +230,7 @@ def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: 
         for path in result.report.values():
             storage.upload(path, storage.join(result.experiment_dir, "report", path.name))
     if result.parent_run_id:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=result.tracking_uri)
+        client = mlflow_client(result.tracking_uri)
         for path in result.report.values():
             client.log_artifact(result.parent_run_id, str(path), "report")
         ok = [o for o in result.outcomes if o.error is None and spec.metric in o.metrics]

@@ -2,9 +2,14 @@
 
 The driver creates (or reopens) the run before Ray starts, so every worker restart and every
 `vfn train` re-run logs into the same run; rank 0 logs metrics through `MetricLogger`; the driver
-adds artifacts and closes the run. Default store: `sqlite:///<output.root>/mlflow.db` (MLflow 3
-puts the file store in maintenance mode and recommends a database backend), artifacts in
-`<output.root>/mlartifacts`. `tracking.tracking_uri` or `$MLFLOW_TRACKING_URI` selects a server.
+adds artifacts and closes the run. Default store (`default_tracking_uri`):
+`sqlite:///<output.root>/mlflow.db` (MLflow 3 puts the file store in maintenance mode and
+recommends a database backend), artifacts in `<output.root>/mlartifacts`. `tracking.tracking_uri`
+or `$MLFLOW_TRACKING_URI` selects a server.
+
+MLflow's client does the work where it can: `log_batch` splits batches into the server's
+per-request limits, `log_dict` logs the resolved config, `log_figure` logs plots (built as plain
+matplotlib `Figure`s, no pyplot state) without temporary files of ours.
 """
 
 from __future__ import annotations
@@ -19,19 +24,31 @@ from . import storage
 from .config import ConfigError, ExperimentConfig
 
 RUN_ID_FILE = "mlflow_run_id"
+CONFIG_ARTIFACT = "config.yaml"  # the resolved config, logged to every run `start_run` creates or reopens
+
+
+def default_tracking_uri(root: str | Path = ".") -> str:
+    """The store used when no tracking URI is configured: `$MLFLOW_TRACKING_URI`, else the local
+    SQLite store `sqlite:///<root>/mlflow.db` (what `vfn train` writes and `vfn compare` reads)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    if storage.is_remote(str(root)):  # a SQLite file cannot live on object storage
+        raise ConfigError(
+            f"output.root={root} is on object storage, so MLflow needs a tracking server: set "
+            "tracking.tracking_uri or MLFLOW_TRACKING_URI (the cluster's head runs one), or tracking.enabled=false"
+        )
+    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
 
 
 def tracking_uri(cfg: ExperimentConfig) -> str:
-    if cfg.tracking.tracking_uri:
-        return cfg.tracking.tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    if storage.is_remote(cfg.output.root):  # a SQLite file cannot live on object storage
-        raise ConfigError(
-            f"output.root={cfg.output.root} is on object storage, so MLflow needs a tracking server: set "
-            "tracking.tracking_uri or MLFLOW_TRACKING_URI (the cluster's head runs one), or tracking.enabled=false"
-        )
-    return f"sqlite:///{Path(cfg.output.root).resolve() / 'mlflow.db'}"
+    """`tracking.tracking_uri` when set, else `default_tracking_uri(output.root)`."""
+    return cfg.tracking.tracking_uri or default_tracking_uri(cfg.output.root)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` URI (None for any other store), e.g. to say
+    "no MLflow store at PATH" instead of letting MLflow create an empty one there."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 class TrackingServerUnreachable(ConfigError):
@@ -64,7 +81,8 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
     )
 
 
-def _client(uri: str):
+def mlflow_client(uri: str):
+    """An `MlflowClient` of the store at `uri`."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -80,7 +98,9 @@ def git_commit() -> str | None:
         return None
 
 
-def _experiment_id(client, cfg: ExperimentConfig, uri: str) -> str:
+def experiment_id(client, cfg: ExperimentConfig, uri: str) -> str:
+    """The id of `tracking.experiment`, created when missing; with the default local store its
+    artifacts go to `<output.root>/mlartifacts`."""
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     if exp is not None:
         return exp.experiment_id
@@ -104,17 +124,19 @@ def start_run(
 
     uri = tracking_uri(cfg)
     check_tracking_server(uri)
-    client = _client(uri)
+    client = mlflow_client(uri)
     id_file = storage.join(run_dir, RUN_ID_FILE)
     if (text := storage.read_text(id_file)) is not None:
         run_id = text.strip()
         try:
             client.get_run(run_id)
+        except MlflowException:
+            run_id = None  # the store was deleted or moved: start a new run
+        if run_id:
             client.update_run(run_id, status="RUNNING")
             client.set_tag(run_id, "vfn.resumed", "true")
+            client.log_dict(run_id, cfg.to_dict(), CONFIG_ARTIFACT)  # the config this part of the run uses
             return run_id
-        except MlflowException:
-            pass  # the store was deleted or moved: start a new run
     parent = parent_run_id or cfg.tracking.parent_run_id
     all_tags = {
         "vfn.run_dir": storage.absolute(run_dir),
@@ -128,14 +150,14 @@ def start_run(
     if parent:
         all_tags["mlflow.parentRunId"] = parent
     run = client.create_run(
-        _experiment_id(client, cfg, uri), run_name=run_name or cfg.tracking.run_name or cfg.output.name, tags=all_tags
+        experiment_id(client, cfg, uri), run_name=run_name or cfg.tracking.run_name or cfg.output.name, tags=all_tags
     )
     run_id = run.info.run_id
     params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
     params += [Param("derived.global_batch", str(cfg.global_batch)), Param("derived.lr", f"{cfg.scaled_lr:.6g}")]
-    for i in range(0, len(params), 100):  # MLflow's batch limit
-        client.log_batch(run_id, params=params[i : i + 100])
-    client.log_batch(run_id, tags=[RunTag("mlflow.source.name", "vfn train")])
+    # log_batch splits into MLflow's per-request limits itself
+    client.log_batch(run_id, params=params, tags=[RunTag("mlflow.source.name", "vfn train")])
+    client.log_dict(run_id, cfg.to_dict(), CONFIG_ARTIFACT)
     storage.write_text(id_file, run_id + "\n")
     return run_id
 
@@ -144,7 +166,7 @@ class MetricLogger:
     """Rank 0's metric logging: buffered, flushed in batches (one round trip per flush)."""
 
     def __init__(self, uri: str | None, run_id: str | None, flush_every: int = 50):
-        self.client = _client(uri) if uri and run_id else None
+        self.client = mlflow_client(uri) if uri and run_id else None
         self.run_id = run_id
         self.flush_every = flush_every
         self._buffer: list = []
@@ -166,31 +188,58 @@ class MetricLogger:
 
     def flush(self) -> None:
         if self.client is not None and self._buffer:
-            for i in range(0, len(self._buffer), 1000):
-                self.client.log_batch(self.run_id, metrics=self._buffer[i : i + 1000])
+            self.client.log_batch(self.run_id, metrics=self._buffer)  # split into MLflow's limits by the client
             self._buffer = []
 
 
 def log_artifact(uri: str, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-    _client(uri).log_artifact(run_id, str(path), artifact_path)
+    mlflow_client(uri).log_artifact(run_id, str(path), artifact_path)
 
 
 def finish_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
-    _client(uri).set_terminated(run_id, status)
+    mlflow_client(uri).set_terminated(run_id, status)
 
 
-def plot_confusion(confusion, labels: list[str] | None, path: str | Path, title: str = "confusion matrix") -> Path:
-    import matplotlib
+def log_figure(uri: str, run_id: str, fig, artifact_file: str, *copies: str) -> None:
+    """Log a matplotlib figure as `artifact_file` (and as each of `copies`, e.g. "best/x.png")
+    through MLflow's `log_figure` (no temporary files of ours), then close it."""
+    try:
+        client = mlflow_client(uri)
+        for name in (artifact_file, *copies):
+            client.log_figure(run_id, fig, name)
+    finally:
+        close_figure(fig)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a figure to a local file (PNG by the suffix), then close it."""
+    try:
+        fig.savefig(path)
+    finally:
+        close_figure(fig)
+    return Path(path)
+
+
+def close_figure(fig) -> None:
+    """Release a figure. The plots here are plain `Figure`s outside pyplot (no global figure
+    registry, no backend switch), so only a figure made with pyplot needs closing."""
+    import sys
+
+    if (plt := sys.modules.get("matplotlib.pyplot")) is not None:
+        plt.close(fig)
+
+
+def plot_confusion(confusion, labels: list[str] | None, title: str = "confusion matrix"):
+    """The confusion matrix (rows: true class, normalised per row) as a matplotlib `Figure`."""
     import numpy as np
+    from matplotlib.figure import Figure
 
     cm = np.asarray(confusion, dtype=np.float64)
     n = cm.shape[0]
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)  # rows: true class, as recall
     size = min(4 + 0.35 * n, 40)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    fig = Figure(figsize=(size, size * 0.9), dpi=110, layout="tight")
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     if n <= 60:
@@ -206,44 +255,46 @@ def plot_confusion(confusion, labels: list[str] | None, path: str | Path, title:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
-def plot_learning_curves(uri: str, run_id: str, path: str | Path) -> Path:
-    """Loss and learning rate per step, accuracies per epoch, read back from the MLflow run."""
-    import matplotlib
+ACCURACY_CURVES = (  # key, label, style: validation runs every eval.every_epochs, so its points are marked
+    ("epoch/train_top1", "train top-1", {"lw": 1, "marker": "."}),
+    ("epoch/val_top1", "val top-1", {"lw": 1.5, "marker": "o"}),
+    ("epoch/val_top5", "val top-5", {"lw": 1.5, "marker": "s", "ls": "--"}),
+)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    client = _client(uri)
+def plot_learning_curves(uri: str, run_id: str):
+    """Loss and learning rate per step, accuracies per epoch, read back from the MLflow run, as a
+    matplotlib `Figure`. Accuracies are drawn only where measured: a negative value (the -1.0
+    checkpoint-ranking placeholder of an epoch without validation) is not a measurement."""
+    from matplotlib.figure import Figure
 
-    def series(key):
+    client = mlflow_client(uri)
+
+    def series(key, keep=lambda v: True):
         h = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+        h = [m for m in h if keep(m.value)]
         return [m.step for m in h], [m.value for m in h]
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for key in ("train/loss",):
-        axes[0].plot(*series(key), label=key, lw=1)
+    fig = Figure(figsize=(15, 4), dpi=100, layout="tight")
+    axes = fig.subplots(1, 3)
+    axes[0].plot(*series("train/loss"), lw=1)
     axes[0].set_xlabel("optimiser step")
     axes[0].set_title("training loss")
     axes[1].plot(*series("train/lr"), lw=1)
     axes[1].set_xlabel("optimiser step")
     axes[1].set_title("learning rate")
-    for key in ("epoch/train_top1", "epoch/val_top1", "epoch/val_top5"):
-        steps, values = series(key)
+    for key, label, style in ACCURACY_CURVES:
+        steps, values = series(key, keep=lambda v: v >= 0)
         if steps:
-            axes[2].plot(steps, [100 * v for v in values], marker="o", label=key.split("/")[1])
+            axes[2].plot(steps, [100 * v for v in values], label=label, **style)
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("%")
     axes[2].set_title("accuracy")
-    axes[2].legend()
+    if axes[2].lines:
+        axes[2].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return fig

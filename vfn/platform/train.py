@@ -228,11 +228,10 @@ def fit(trainer: TorchTrainer, board) -> Any:
 
 
 def log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, metrics: dict) -> None:
-    """The run's config, a pointer to (and for small models a copy of) the best checkpoint, the
-    learning curves, and the final validation figures as tags; then the run is FINISHED."""
+    """A pointer to (and for small models a copy of) the best checkpoint, the learning curves, and
+    the final validation figures as tags; then the run is FINISHED (`start_run` logged the config)."""
     client = tracking.mlflow_client(uri)
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifact(run_id, storage.local_copy(storage.join(run_dir, CONFIG_FILE), tmp))
         if best is not None:
             ckpt = storage.join(best, CHECKPOINT_FILE)
             pointer = Path(tmp, "best_checkpoint.txt")

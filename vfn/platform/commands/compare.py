@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-
-def default_tracking_uri(root: str | Path = ".") -> str:
-    """The store `vfn train` writes to by default: $MLFLOW_TRACKING_URI or <root>/mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vfn.platform.compare import CompareError, compare
+    from vfn.platform.tracking import default_tracking_uri, sqlite_path
 
-    uri = args.tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        print(f"vfn compare: no MLflow store at {uri.removeprefix('sqlite:///')} (use --tracking-uri)", file=sys.stderr)
+    uri = args.tracking_uri or default_tracking_uri(".")
+    if (db := sqlite_path(uri)) is not None and not db.is_file():  # MLflow would create an empty store there
+        print(f"vfn compare: no MLflow store at {db} (use --tracking-uri)", file=sys.stderr)
         return 2
     try:
         result = compare(uri, args.runs, args.metric, args.filter, Path(args.out))
