@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import textwrap
+from pathlib import Path
 
 from vfn.platform import bench_data
 
 
 def test_memory_of_a_process_tree_counts_children():
-    alone, n_alone = bench_data.tree_pss()
+    alone, n_alone = bench_data.tree_memory()
     child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(64 << 20); time.sleep(30)"])
     try:
         with bench_data.PeakMemory(interval=0.05) as mem:
             for _ in range(100):
-                mb, n = bench_data.tree_pss()
+                mb, n = bench_data.tree_memory()
                 if mb > alone + 50:
                     break
                 subprocess.run([sys.executable, "-c", "pass"])  # let the child allocate
@@ -31,3 +36,35 @@ def test_arguments_and_defaults():
     bench_data.add_arguments(p)
     args = p.parse_args([])
     assert (args.videos, args.scale, args.frames, args.input_size) == (40, 10, 8, 224)
+
+
+# Ray looks for `<RAY_TMPDIR>/ray/ray_current_cluster` (default /tmp/ray/...) when ray.init gets no
+# address; a crashed or killed Ray leaves that file behind, and a plain ray.init(num_cpus=...) then
+# treats the dead address as a cluster to join and refuses num_cpus with a ValueError.
+START_RAY = textwrap.dedent("""
+    import ray
+    from vfn.platform import bench_data
+
+    bench_data.start_ray(1)
+    try:
+        print("CPUs", ray.cluster_resources()["CPU"])
+    finally:
+        ray.shutdown()
+""")
+
+
+def test_starts_its_own_ray_despite_a_stale_cluster_file():
+    # an isolated Ray temp dir, so the machine's /tmp/ray (and any Ray running there) is left alone;
+    # short, because Ray puts unix sockets under it (at most 107 characters)
+    tmp = Path(tempfile.mkdtemp(prefix="vfnr", dir="/tmp"))
+    try:
+        (tmp / "ray").mkdir()
+        (tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")  # a cluster that is gone
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = str(tmp)
+        proc = subprocess.run([sys.executable, "-c", START_RAY], capture_output=True, text=True, env=env,
+                              timeout=300)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CPUs 1.0" in proc.stdout

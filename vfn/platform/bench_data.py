@@ -17,7 +17,13 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 _say = functools.partial(print, flush=True)
+
+# PSS needs Linux's smaps; elsewhere RSS (shared pages then count once per process that maps them)
+PSS = sys.platform.startswith("linux")
+MEMORY = "PSS" if PSS else "RSS"
 
 SHARED_VIDEOS = ["kinetics_arm_wrestling.mp4", "kinetics_yoga.mp4", "flipping_a_pancake.mkv", "short_test.avi",
                  "one_second.mp4"]
@@ -50,57 +56,43 @@ def _videos_dir(arg: str | None) -> Path:
 # ---------------------------------------------------------------- memory of the whole Ray tree
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _process_mb(proc: psutil.Process) -> float:
+    """Proportional set size where the OS reports it (Linux): shared pages (Ray's object store,
+    torch's libraries mapped by every worker) are split between the processes that map them, so the
+    sum over the tree is not inflated by double counting; resident set size elsewhere."""
+    if PSS:
+        return proc.memory_full_info().pss / 2**20
+    return proc.memory_info().rss / 2**20
+
+
+def tree_memory(root: int | None = None) -> tuple[float, int]:
+    """(MB, number of processes) of `root` (default: this process) and all its descendants
+    (for a local Ray: its GCS, raylet and worker processes)."""
+    parent = psutil.Process(root or os.getpid())
+    total, count = 0.0, 0
+    for proc in [parent, *parent.children(recursive=True)]:
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            total += _process_mb(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):  # exited while we looked
             continue
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _pss_kb(pid: int) -> int:
-    """Proportional set size: shared pages (Ray's object store) are split, not double counted."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_pss(root: int | None = None) -> tuple[float, int]:
-    """(MB, number of processes) of `root` (default: this process) and all its descendants."""
-    root = root or os.getpid()
-    tree, stack, total, count = _children(), [root], 0, 0
-    while stack:
-        pid = stack.pop()
-        total += _pss_kb(pid)
         count += 1
-        stack += tree.get(pid, [])
-    return total / 1024, count
+    return total, count
 
 
-def tree_pss_mb(root: int | None = None) -> float:
-    return tree_pss(root)[0]
+def tree_memory_mb(root: int | None = None) -> float:
+    return tree_memory(root)[0]
 
 
 class PeakMemory:
-    """Samples the PSS of this process and all its descendants (Ray's raylet, workers) in a thread."""
+    """Samples the memory of this process and all its descendants (Ray's raylet, workers) in a
+    background thread while the pipeline runs; `peak` (MB) and `procs` at that peak."""
 
     def __init__(self, interval: float = 0.25):
         self.interval, self.peak, self.procs, self._stop = interval, 0.0, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self):
-        mb, n = tree_pss()
+        mb, n = tree_memory()
         if mb > self.peak:
             self.peak, self.procs = mb, n
 
@@ -169,6 +161,15 @@ def _epoch(ds, batch_size: int) -> tuple[int, int, float]:
     return n, bad, n / (time.perf_counter() - t)
 
 
+def start_ray(cpus: int) -> None:
+    """A local Ray of `cpus` CPUs of our own (never one another process left running: a stale
+    `ray_current_cluster` file would make a plain `ray.init(num_cpus=...)` try to join it)."""
+    from vfn.platform import ray_setup
+
+    ray_setup.init_ray({"num_cpus": cpus, "log_to_driver": False})
+    ray_setup.quiet_ray_data()
+
+
 def run(args: argparse.Namespace) -> int:
     import ray
 
@@ -208,13 +209,10 @@ def run(args: argparse.Namespace) -> int:
     _say(f"decode + augment (pure functions):      {aug1:7.1f} clips/s on 1 process, "
           f"{augp:7.1f} clips/s on {args.cpus}")
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    start_ray(args.cpus)
     try:
-        from ray.data import DataContext
-
-        DataContext.get_current().enable_progress_bars = False
         clip = ClipSpec(num_frames=args.frames, input_size=args.input_size)
-        idle = tree_pss_mb()
+        idle = tree_memory_mb()
         results = {}
         # the large dataset twice: a plateau on the second pass shows memory is bounded by the
         # pipeline (worker heaps, block budget), not by how many videos flow through it
@@ -225,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             with PeakMemory() as mem:
                 n, bad, rate = _epoch(ds, args.batch_size)
             results[label] = (n, rate, mem.peak)
-            _say(f"Ray Data pipeline, {label:16s} ({n:5d} clips): {rate:6.1f} clips/s, peak memory (PSS of "
+            _say(f"Ray Data pipeline, {label:16s} ({n:5d} clips): {rate:6.1f} clips/s, peak memory ({MEMORY} of "
                  f"driver + {mem.procs - 1} Ray processes) {mem.peak:6.0f} MB (idle Ray {idle:.0f} MB); corrupt {bad}")
         (_, rate_s, mem_s), (_, rate_l, mem_l), (_, _, mem_l2) = results.values()
         _say(f"load average {os.getloadavg()[0]:.1f} at the end (other work on this machine slows every figure)")
