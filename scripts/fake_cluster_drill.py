@@ -111,7 +111,8 @@ def main() -> int:
              f"--autoscaling-config={work / 'fake_cluster.yaml'}"], env=env, check=True)
         print(f"head up in {time.time() - t0:.0f} s; submitting the job (the head has {head_cpus} CPUs)", flush=True)
         t1 = time.time()
-        entry = f"{sys.executable} -c 'import sys; from vfn.cli import main; sys.exit(main())' train {work / 'drill.yaml'}"
+        entry = (f"{sys.executable} -c 'import sys; from vfn.cli import main; sys.exit(main())' "
+                 f"train {work / 'drill.yaml'}")
         job = run([ray_bin, "job", "submit", "--address", "http://127.0.0.1:8265", "--", "bash", "-c", entry],
                   env=env, capture_output=True, text=True, timeout=600)
         print(job.stdout[-3000:], job.stderr[-2000:], sep="\n")
@@ -123,9 +124,11 @@ def main() -> int:
         nodes = ray.nodes()
         ray.shutdown()
         workers = [n for n in nodes if n["NodeManagerAddress"] and not n["Resources"].get("node:__internal_head__")]
-        index = json.loads((work / "out" / "runs" / "drill" / "vfn_run.json").read_text()) if job.returncode == 0 else {}
+        run_json = work / "out" / "runs" / "drill" / "vfn_run.json"
+        index = json.loads(run_json.read_text()) if job.returncode == 0 else {}
         print(f"nodes: {len(nodes)} ({len(workers)} added by the autoscaler: "
-              f"{[n['Resources'].get('CPU') for n in workers]} CPUs); job {'SUCCEEDED' if job.returncode == 0 else 'FAILED'} "
+              f"{[n['Resources'].get('CPU') for n in workers]} CPUs); "
+              f"job {'SUCCEEDED' if job.returncode == 0 else 'FAILED'} "
               f"in {job_s:.0f} s; checkpoint {index.get('best_checkpoint')}")
         ok = job.returncode == 0 and len(workers) >= 1 and bool(index.get("best_checkpoint"))
     finally:

@@ -72,7 +72,8 @@ def _free_leaked_placement_groups(request):
     free_cpus = ray.available_resources().get("CPU", 0)
     yield
     deadline = time.monotonic() + 60
-    while (leaked := {k: v for k, v in _live_placement_groups().items() if k not in before}) and time.monotonic() < deadline:
+    while ((leaked := {k: v for k, v in _live_placement_groups().items() if k not in before})
+           and time.monotonic() < deadline):
         time.sleep(1)
     for pg_id in leaked:
         ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
@@ -80,9 +81,10 @@ def _free_leaked_placement_groups(request):
     while leaked and ray.available_resources().get("CPU", 0) < free_cpus and time.monotonic() < deadline:
         time.sleep(0.5)
     if leaked:
-        held = [f"{pg['name'] or pg_id[:8]} {pg['state']} {list(pg['bundles'].values())}" for pg_id, pg in leaked.items()]
-        warnings.warn(f"{request.node.nodeid}: placement groups still reserved 60 s after the test, now removed: {held}",
-                      RuntimeWarning, stacklevel=1)
+        held = [f"{pg['name'] or pg_id[:8]} {pg['state']} {list(pg['bundles'].values())}"
+                for pg_id, pg in leaked.items()]
+        warnings.warn(f"{request.node.nodeid}: placement groups still reserved 60 s after the test, "
+                      f"now removed: {held}", RuntimeWarning, stacklevel=1)
 
 
 @pytest.fixture(scope="session")

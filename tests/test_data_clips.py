@@ -7,9 +7,20 @@ import pytest
 import torch
 
 from conftest import VIDEOS
-from vfn.platform.data.clips import (AugmentSpec, ClipSpec, CorruptVideoError, VideoMixup, decode_test_views,
-                                     decode_train_clip, normalize, open_video, segment_indices, eval_boxes,
-                                     eval_indices, train_indices)
+from vfn.platform.data.clips import (
+    AugmentSpec,
+    ClipSpec,
+    CorruptVideoError,
+    VideoMixup,
+    decode_test_views,
+    decode_train_clip,
+    eval_boxes,
+    eval_indices,
+    normalize,
+    open_video,
+    segment_indices,
+    train_indices,
+)
 
 GOOD = ["kinetics_arm_wrestling.mp4", "kinetics_yoga.mp4", "flipping_a_pancake.mkv", "short_test.avi",
         "one_second.mp4", "rotated_90.mov"]

@@ -9,18 +9,17 @@ import sys
 import pytest
 import torch
 
+from conftest import REFERENCE
 from vfn.model import (
     DESIGNS,
-    WeightsError,
     VideoFocalNet,
+    WeightsError,
     create_model,
     load_image_weights,
     load_released_weights,
     save_released_weights,
 )
 from vfn.model.flops import count_flops
-
-from conftest import REFERENCE
 
 PARITY_CASES = ["parallel_micro", "parallel_micro_tubelet2", "parallel_micro_options"]
 MICRO = dict(img_size=32, embed_dim=8, depths=(1, 1, 1, 1), num_classes=5, num_frames=4)
@@ -162,7 +161,8 @@ def test_image_weights_of_another_size_fail_with_the_key():
 def test_timm_registration():
     import timm
 
-    assert {"videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base"} <= set(timm.list_models("videofocalnet*"))
+    names = {"videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base"}
+    assert names <= set(timm.list_models("videofocalnet*"))
     model = timm.create_model("videofocalnet_tiny", num_classes=400, num_frames=8)
     assert isinstance(model, VideoFocalNet) and model.head.out_features == 400
     assert [len(s.blocks) for s in model.layers] == [2, 2, 6, 2]
@@ -179,7 +179,7 @@ def test_gradient_checkpointing_gives_same_gradients():
         model.zero_grad()
         model.set_grad_checkpointing(checkpointing)
         calls = []
-        handle = model.layers[0].blocks[0].norm1.register_forward_hook(lambda *a: calls.append(1))
+        handle = model.layers[0].blocks[0].norm1.register_forward_hook(lambda *a, calls=calls: calls.append(1))
         model(x).square().sum().backward()
         handle.remove()
         assert len(calls) == (2 if checkpointing else 1)  # recomputed in backward: it really runs
@@ -251,7 +251,8 @@ def test_flops_command_runs_on_every_design(design):
 
 
 def test_model_package_imports_neither_ray_nor_mlflow():
-    code = "import sys, vfn.model, vfn.model.flops; bad=[m for m in sys.modules if m.split('.')[0] in ('ray','mlflow')]; print(bad); sys.exit(bool(bad))"
+    code = ("import sys, vfn.model, vfn.model.flops; "
+            "bad=[m for m in sys.modules if m.split('.')[0] in ('ray','mlflow')]; print(bad); sys.exit(bool(bad))")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -118,7 +118,8 @@ def test_storage_round_trip_and_shards_on_s3(s3_env, tiny_shards, tmp_path):
     for name in ("checkpoint_2026-01-01_00-00-00.000000", "checkpoint_2026-01-02_00-00-00.000000"):
         storage.write_text(f"{run}/{name}/checkpoint.pt", name)
     assert find_checkpoint(run) == f"{run}/checkpoint_2026-01-02_00-00-00.000000/checkpoint.pt"  # the newest
-    storage.write_text(f"{run}/vfn_run.json", json.dumps({"best_checkpoint": f"{run}/checkpoint_2026-01-01_00-00-00.000000"}))
+    storage.write_text(f"{run}/vfn_run.json",
+                       json.dumps({"best_checkpoint": f"{run}/checkpoint_2026-01-01_00-00-00.000000"}))
     assert resolve_checkpoint(run).read_text() == "checkpoint_2026-01-01_00-00-00.000000"  # downloaded
 
 

@@ -58,7 +58,8 @@ def test_tiny_asha_sweep_reports_nests_resumes_and_compares(ray_session, tiny_sh
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["vfn.kind"] == "ablate"
     assert parent.data.metrics["trials_failed"] == 2
-    assert {a.path for a in client.list_artifacts(result.parent_run_id, "report")} >= {"report/ablation.md", "report/ablation.csv"}
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "report")}
+    assert artifacts >= {"report/ablation.md", "report/ablation.csv"}
     exp = client.get_experiment_by_name("sweep-test")
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     assert sorted(c.data.params["model.design"] for c in children) == ["parallel", "spatial"]
@@ -76,5 +77,6 @@ def test_tiny_asha_sweep_reports_nests_resumes_and_compares(ray_session, tiny_sh
     cmp = compare(result.tracking_uri, ["sweep-test"], "epoch/val_top1", "tags.design = 'spatial'",
                   out=tmp_path / "compare.png")
     assert len(cmp["rows"]) == 1 and "spatial" in cmp["table"]
-    cmp = compare(result.tracking_uri, [c.info.run_id for c in children], "epoch/val_top1", out=tmp_path / "compare.png")
+    cmp = compare(result.tracking_uri, [c.info.run_id for c in children], "epoch/val_top1",
+                  out=tmp_path / "compare.png")
     assert "model.design" in cmp["table"].splitlines()[0] and (tmp_path / "compare.png").stat().st_size > 1000

@@ -65,7 +65,8 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tiny_shar
     try:
         # wait for: one trial finished (all epochs reported) and the other with a checkpoint, not finished
         while True:
-            assert first.poll() is None, f"the sweep ended before it could be interrupted:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+            assert first.poll() is None, ("the sweep ended before it could be interrupted:\n"
+                                          f"{(tmp_path / 'first.log').read_text()[-3000:]}")
             assert time.time() < deadline, "timed out waiting for the first trial to finish"
             results = _results(exp_dir)
             done = [d for d, rows in results.items() if rows and rows[-1].get("epoch") == EPOCHS]
@@ -92,9 +93,11 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tiny_shar
     assert len(results[finished]) == lines_before, "the finished trial was run again"
     assert results[finished][-1]["restarts"] == 0
     last = results[interrupted][-1]
-    assert last["epoch"] == EPOCHS and last["restarts"] >= 1, "the interrupted trial did not continue from its checkpoint"
+    assert last["epoch"] == EPOCHS and last["restarts"] >= 1, (
+        "the interrupted trial did not continue from its checkpoint")
     # the same number of optimiser steps as the trial that was never interrupted
     assert last["global_step"] == results[finished][-1]["global_step"] > 0
     # and both appear in the report, each once
-    table = (exp_dir / "report" / "ablation.md").read_text() if (exp_dir / "report" / "ablation.md").exists() else again.stdout
+    report_md = exp_dir / "report" / "ablation.md"
+    table = report_md.read_text() if report_md.exists() else again.stdout
     assert table.count("| parallel |") == 1 and table.count("| spatial |") == 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import re
 import math
+import re
 
 import pytest
 
@@ -14,7 +14,8 @@ from vfn.platform.sweep_spec import SearchDim, load_sweep
 
 
 def write(tmp_path, text: str, name: str = "sweep.yaml"):
-    (tmp_path / "base.yaml").write_text("model: {embed_dim: 8, depths: [1, 1, 1, 1]}\ndata: {num_classes: 8, input_size: 32}\n")
+    (tmp_path / "base.yaml").write_text("model: {embed_dim: 8, depths: [1, 1, 1, 1]}\n"
+                                        "data: {num_classes: 8, input_size: 32}\n")
     path = tmp_path / name
     path.write_text(text)
     return path
@@ -39,12 +40,14 @@ scheduler: {type: asha, grace_period: 1}
 
 
 @pytest.mark.parametrize("text, message", [
-    ("base: base.yaml\nspace: {model.desing: {grid: [parallel]}}\n", "unknown key 'model.desing' (did you mean 'model.design'?)"),
+    ("base: base.yaml\nspace: {model.desing: {grid: [parallel]}}\n",
+     "unknown key 'model.desing' (did you mean 'model.design'?)"),
     ("base: base.yaml\nspace: {optim.lr: {loguniform: [0.1, 0.01]}}\n", "low < high"),
     ("base: base.yaml\nspace: {optim.lr: {grid: [0.1], choice: [1]}}\n", "exactly one of"),
     ("base: base.yaml\nspace: {optim.lr: {logunifrom: [0.001, 0.1]}}\n", "did you mean 'loguniform'"),
     ("base: base.yaml\nseed: [1]\nspace: {optim.lr: {grid: [0.1]}}\n", "did you mean 'seeds'"),
-    ("base: base.yaml\nspace: {optim.lr: {grid: [0.1]}}\nscheduler: {type: asha, grace: 1}\n", "did you mean 'grace_period'"),
+    ("base: base.yaml\nspace: {optim.lr: {grid: [0.1]}}\nscheduler: {type: asha, grace: 1}\n",
+     "did you mean 'grace_period'"),
     ("base: missing.yaml\nspace: {optim.lr: {grid: [0.1]}}\n", "no such experiment file"),
     ("base: base.yaml\nspace: {}\n", "space"),
 ])
@@ -55,7 +58,8 @@ def test_spec_mistakes_fail_before_ray_with_the_key(tmp_path, text, message):
 
 def test_impossible_values_are_left_to_the_trial(tmp_path):
     # focal_levels with 3 entries for 4 stages is a value error: the spec loads, that trial will fail
-    spec, base = load_sweep(write(tmp_path, "base: base.yaml\nspace: {model.focal_levels: {grid: [[2, 2, 2], [1, 1, 1, 1]]}}\n"))
+    spec, base = load_sweep(write(tmp_path, "base: base.yaml\n"
+                                            "space: {model.focal_levels: {grid: [[2, 2, 2], [1, 1, 1, 1]]}}\n"))
     with pytest.raises(ConfigError, match="focal_levels"):
         base.with_overrides({"model.focal_levels": [2, 2, 2]})
     assert base.with_overrides({"model.focal_levels": [1, 1, 1, 1]}).model.focal_levels == [1, 1, 1, 1]
@@ -74,7 +78,8 @@ def test_ablation_rows_mean_std_over_seeds_and_failures(tmp_path):
         TrialOutcome({"model.design": "parallel"}, 0, {"val_top1": 0.80, "val_top5": 1.0, "clips_per_s": 10.0}),
         TrialOutcome({"model.design": "parallel"}, 1, {"val_top1": 0.60, "val_top5": 0.9, "clips_per_s": 12.0}),
         TrialOutcome({"model.design": "spatial"}, 0, {"val_top1": 0.25, "val_top5": 0.7, "clips_per_s": 20.0}),
-        TrialOutcome({"model.design": "spatial"}, 1, {}, error="ConfigError: model.focal_levels: needs one entry per stage"),
+        TrialOutcome({"model.design": "spatial"}, 1, {},
+                     error="ConfigError: model.focal_levels: needs one entry per stage"),
     ]
     cost = {"design=parallel": (1.5, 0.25), "design=spatial": (1.2, 0.2)}
     rows = ablation_rows(outcomes, ["model.design"], cost)

@@ -121,6 +121,7 @@ def test_killed_worker_is_recovered_with_full_step_count_and_mlflow_run(ray_sess
             index[1] = index[0]
             table = table.set_column(table.schema.get_field_index("index"), "index", pa.array(index, pa.int64()))
         pq.write_table(table, dup / Path(f).name)
-    with pytest.raises(EvaluationCountError, match=r"^evaluation covered the 7 validation videos unevenly: 1 never seen"):
+    with pytest.raises(EvaluationCountError,
+                       match=r"^evaluation covered the 7 validation videos unevenly: 1 never seen"):
         run_evaluation(str(result.run_dir), str(dup), workdir=str(tmp_path), log_to_mlflow=False,
                        overrides=["eval.num_clips=1", "eval.num_crops=1"])

@@ -3,8 +3,8 @@
 from .modulation import DESIGNS
 from .video_focalnet import VideoFocalNet, VideoFocalNetBlock
 from .weights import (
-    WeightsError,
     InflationReport,
+    WeightsError,
     load_image_weights,
     load_released_weights,
     read_state_dict,

@@ -163,7 +163,9 @@ class VideoFocalNet(nn.Module):
             self.temporal_encoder = nn.ModuleList(
                 VideoFocalNetBlock(
                     self.num_features,
-                    TemporalFocalModulation(self.num_features, focal_levels[-1], focal_windows[-1], **modulation_kwargs),
+                    TemporalFocalModulation(
+                        self.num_features, focal_levels[-1], focal_windows[-1], **modulation_kwargs
+                    ),
                     mlp_ratio=mlp_ratio,
                     drop=drop_rate,
                     drop_path=drop_path_rate,

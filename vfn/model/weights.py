@@ -138,7 +138,8 @@ def _inflate(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
         return image
     if image.numel() == target.numel():
         return image.reshape(target.shape)
-    if image.ndim == 4 and target.ndim == 5 and target.shape[:2] == image.shape[:2] and target.shape[3:] == image.shape[2:]:
+    if (image.ndim == 4 and target.ndim == 5
+            and target.shape[:2] == image.shape[:2] and target.shape[3:] == image.shape[2:]):
         t = target.shape[2]
         return image.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
     return None

@@ -170,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         labels = read_metadata(files, ["label"]).column("label").to_pylist()
         cfg = bench_config(args, num_classes=int(max(labels)) + 1)
         plan = bench_plan(cfg, len(labels))
-        print(f"model: videofocalnet_tiny embed {args.embed_dim} depths {args.depths}, clips {args.frames}x{args.size}^2, "
+        print(f"model: videofocalnet_tiny embed {args.embed_dim} depths {args.depths}, "
+              f"clips {args.frames}x{args.size}^2, "
               f"batch {cfg.optim.batch_size} x {cfg.optim.accum_steps} accumulated, {args.threads} torch thread(s); "
               f"{args.steps} timed micro-batches after {args.warmup}")
         plain = plain_loop(args, files, cfg, plan)

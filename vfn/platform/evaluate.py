@@ -104,7 +104,8 @@ class EvalAccumulator:
 
 
 @torch.no_grad()
-def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: torch.device, autocast, on_batch=None) -> None:
+def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: torch.device, autocast,
+                     on_batch=None) -> None:
     """Feed view batches {"video": uint8 (B, V, T, 3, S, S), "label", "index", "valid"} to `acc`.
 
     `model` is the bare module (not the DDP wrapper: no collectives per batch, as shards are uneven).

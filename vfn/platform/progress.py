@@ -51,7 +51,8 @@ class ProgressPrinter:
     """Driver side: polls the board in a thread while `trainer.fit()` blocks."""
 
     def __init__(self, board, stream=None, interval_s: float = 1.0, plain_every_s: float = 30.0):
-        self.board, self.stream, self.interval_s, self.plain_every_s = board, stream or sys.stdout, interval_s, plain_every_s
+        self.board, self.stream = board, stream or sys.stdout
+        self.interval_s, self.plain_every_s = interval_s, plain_every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="vfn-progress")
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -81,6 +82,7 @@ class ProgressPrinter:
                 continue
             now = time.monotonic()
             epoch_done = state.get("epoch_done")
-            if (epoch_done is not None and epoch_done != last_epoch) or (now - last_plain > self.plain_every_s and line != last_line):
+            new_epoch = epoch_done is not None and epoch_done != last_epoch
+            if new_epoch or (now - last_plain > self.plain_every_s and line != last_line):
                 print(line, file=self.stream, flush=True)
                 last_epoch, last_plain, last_line = epoch_done, now, line

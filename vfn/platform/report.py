@@ -93,7 +93,8 @@ def _pm(mean: float, std: float) -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]], row_keys: list[str], title: str, chance: float | None = None) -> str:
-    head = [*(k.split(".")[-1] for k in row_keys), "params (M)", "GFLOPs/view", "top-1 (%)", "top-5 (%)", "clips/s", "seeds"]
+    head = [*(k.split(".")[-1] for k in row_keys),
+            "params (M)", "GFLOPs/view", "top-1 (%)", "top-5 (%)", "clips/s", "seeds"]
     lines = [f"### {title}", ""]
     if chance is not None:
         lines += [f"Chance: {100 * chance:.1f}% top-1. Mean ± std over seeds.", ""]

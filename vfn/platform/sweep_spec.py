@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import ConfigError, ExperimentConfig, set_dotted, load_config
+from .config import ConfigError, ExperimentConfig, load_config, set_dotted
 
 _STRICT = ConfigDict(extra="forbid")
 

@@ -73,7 +73,8 @@ def make_plan(cfg: ExperimentConfig) -> Plan:
     if not cfg.data.train:
         raise ConfigError("data.train: no training shards given (set data.train=DIR)")
     if cfg.model.pretrained and "://" not in cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
-        raise ConfigError(f"model.pretrained: no such weights file {cfg.model.pretrained} (or set model.pretrained=null)")
+        raise ConfigError(f"model.pretrained: no such weights file {cfg.model.pretrained} "
+                          "(or set model.pretrained=null)")
     n_train, n_val = count("train", cfg.data.train), count("val", cfg.data.val)
     w, b, accum = cfg.scaling.num_workers, cfg.optim.batch_size, cfg.optim.accum_steps
     micro = (n_train // w) // b

@@ -68,7 +68,9 @@ def _synth(args) -> int:
                                 num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
                                 num_workers=args.workers, style=args.style)
     print(f"wrote {args.videos} videos, {ds.num_classes} classes to {ds.root}")
-    print(f"  train manifest: {ds.train_manifest}\n  val manifest:   {ds.val_manifest}\n  labels:         {ds.labels_csv}")
+    print(f"  train manifest: {ds.train_manifest}\n"
+          f"  val manifest:   {ds.val_manifest}\n"
+          f"  labels:         {ds.labels_csv}")
     print(f"next: vfn data shard {ds.train_manifest} --root {ds.root} --out {ds.root}/shards/train")
     return 0
 
@@ -79,7 +81,7 @@ def _shard(args) -> int:
     report = write_shards(args.manifest, args.out, root=args.root, max_shard_bytes=int(args.shard_size_mb * 2**20),
                           full_probe=args.full_probe, num_workers=args.workers, num_classes=args.num_classes)
     print(report.summary())
-    for path, label, line, reason in report.rejected[:10]:
+    for path, _label, line, reason in report.rejected[:10]:
         print(f"  rejected {args.manifest}:{line} {path}: {reason}")
     if len(report.rejected) > 10:
         print(f"  ... {len(report.rejected) - 10} more in {args.out}/rejected.csv")

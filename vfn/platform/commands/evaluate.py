@@ -8,7 +8,8 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint.pt, a checkpoint directory, or a run directory (its best checkpoint)")
+    parser.add_argument("checkpoint",
+                        help="checkpoint.pt, a checkpoint directory, or a run directory (its best checkpoint)")
     parser.add_argument("--data", required=True, help="Parquet shards of the split to evaluate")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.num_clips=4 eval.num_crops=3")
     parser.add_argument("--workers", type=int, default=None, help="Ray Train workers (default: as trained)")

@@ -94,4 +94,5 @@ def predict(args: argparse.Namespace) -> list[tuple[int, str, float]]:
     with torch.no_grad():
         probs = model(normalize(views)).softmax(-1).mean(0)
     top = probs.topk(min(args.top, num_classes))
-    return [(int(i), labels[int(i)] if labels else f"class {int(i)}", float(p)) for p, i in zip(top.values, top.indices)]
+    return [(int(i), labels[int(i)] if labels else f"class {int(i)}", float(p))
+            for p, i in zip(top.values, top.indices)]

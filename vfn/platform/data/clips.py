@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -61,7 +62,8 @@ class ClipSpec:
         if self.sampling not in ("segment", "dense"):
             raise ValueError(f"ClipSpec.sampling must be 'segment' or 'dense', got {self.sampling!r}")
         if self.num_clips < 1 or self.num_crops not in (1, 3):
-            raise ValueError(f"ClipSpec needs num_clips >= 1 and num_crops in (1, 3), got {self.num_clips}, {self.num_crops}")
+            raise ValueError("ClipSpec needs num_clips >= 1 and num_crops in (1, 3), "
+                             f"got {self.num_clips}, {self.num_crops}")
 
     @classmethod
     def from_config(cls, data, views=None) -> ClipSpec:

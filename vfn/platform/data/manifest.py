@@ -115,7 +115,7 @@ def read_manifest(manifest: str | os.PathLike, root: str | os.PathLike | None = 
     if manifest.endswith(".parquet"):
         rows = _rows_from_parquet(manifest, problems)
     else:
-        with open(manifest, "r", encoding="utf-8", errors="replace") as f:
+        with open(manifest, encoding="utf-8", errors="replace") as f:
             rows = _rows_from_text(manifest, f.read(), problems)
     records: list[VideoRecord] = []
     for lineno, vpath, label_text in rows:

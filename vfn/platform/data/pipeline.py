@@ -25,8 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from vfn.platform.data.clips import (AugmentSpec, ClipSpec, CorruptVideoError, decode_test_views,
-                                     decode_train_clip)
+from vfn.platform.data.clips import AugmentSpec, ClipSpec, CorruptVideoError, decode_test_views, decode_train_clip
 from vfn.platform.data.shards import list_shards, read_metadata
 from vfn.platform.storage import is_arrow_native, resolve
 
