@@ -5,8 +5,11 @@ for 2 CPUs, so no node can hold two of them: a 2-worker run necessarily spans bo
 and the CPU left on each node runs Ray Data's read and decode tasks. Storage is one directory all
 nodes see. (CPUs here are logical: the machine has 2 cores.)
 
-    python tests/multinode_driver.py train WORKDIR TRAIN_SHARDS VAL_SHARDS  -> JSON on the last line
-    python tests/multinode_driver.py sweep WORKDIR TRAIN_SHARDS VAL_SHARDS
+    python tests/multinode_driver.py WORKDIR TRAIN_SHARDS VAL_SHARDS  -> JSON on the last line
+
+Both scenarios share one cluster (starting one costs more than either scenario): first a 2-worker
+training run loses a node hosting a worker and continues on the spare node; then a sweep runs two
+concurrent trials on the two nodes that are left.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ def base_config(workdir: Path, train: str, val: str, **over):
         "data": {"train": train, "val": val, "num_classes": 4, "num_frames": 4, "input_size": 32,
                  "decode_cpus": 0.5},
         "augment": {"mixup_prob": 0.0},
-        "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 3, "warmup_epochs": 0,
+        "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 2, "warmup_epochs": 0,
                   "min_lr": 0.0, "batch_size": 2},
-        "eval": {"num_clips": 1, "num_crops": 1, "batch_size": 4, "every_epochs": 3},
+        "eval": {"num_clips": 1, "num_crops": 1, "batch_size": 4, "every_epochs": 2},
         "scaling": {"num_workers": 2, "cpus_per_worker": 2, "max_failures": 2},
         "output": {"root": str(workdir), "name": "multinode", "checkpoint_every": 1},
         "tracking": {"enabled": False},
@@ -57,10 +60,9 @@ def node_ids_of_train_workers() -> set[str]:
             if a["State"] == "ALIVE" and "RayTrainWorker" in a.get("ActorClassName", "")}
 
 
-def train(workdir: Path, train_shards: str, val_shards: str) -> dict:
+def train(cluster, workers, workdir: Path, train_shards: str, val_shards: str) -> dict:
     from vfn.platform.train import make_plan, run_training
 
-    cluster, workers = start_cluster()
     cfg = base_config(workdir, train_shards, val_shards)
     run_dir = workdir / "runs" / cfg.output.name
     seen_nodes: set[str] = set()
@@ -97,22 +99,20 @@ def train(workdir: Path, train_shards: str, val_shards: str) -> dict:
     }
 
 
-def sweep(workdir: Path, train_shards: str, val_shards: str) -> dict:
+def sweep(workers, workdir: Path, train_shards: str, val_shards: str) -> dict:
+    """`workers`: the two nodes left after `train` removed one."""
     import ray
 
     from vfn.platform.sweep import run_sweep
     from vfn.platform.sweep_spec import SweepSpec
 
-    cluster, workers = start_cluster()
-    cfg = base_config(workdir, train_shards, val_shards, **{"optim.epochs": 2, "eval.every_epochs": 2})
+    cfg = base_config(workdir, train_shards, val_shards, **{"optim.epochs": 1, "eval.every_epochs": 1})
     spec = SweepSpec.model_validate({
         "name": "spread", "base": "-", "space": {"model.design": {"grid": ["parallel", "spatial"]}},
         "trial": {"num_workers": 1, "cpus_per_worker": 2},
     })
     nodes: set[str] = set()
     stop = threading.Event()
-    cluster.remove_node(workers[2])  # two nodes: two concurrent trials must use both
-
     def watch():
         while not stop.is_set():
             nodes.update(node_ids_of_train_workers())
@@ -132,7 +132,10 @@ def sweep(workdir: Path, train_shards: str, val_shards: str) -> dict:
 
 
 if __name__ == "__main__":
-    mode, workdir, train_shards, val_shards = sys.argv[1:5]
-    out = {"train": train, "sweep": sweep}[mode](Path(workdir), train_shards, val_shards)
-    print("RESULT " + json.dumps(out), flush=True)
+    workdir, train_shards, val_shards = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    cluster, workers = start_cluster()
+    trained = train(cluster, workers, workdir, train_shards, val_shards)
+    left = [n for n in workers if n.node_id != trained["removed"].get("node_id")]
+    swept = sweep(left, workdir / "sweep", train_shards, val_shards)  # two nodes: both trials at once
+    print("RESULT " + json.dumps({"train": trained, "sweep": swept}), flush=True)
     os._exit(0)  # skip interpreter teardown of the in-process cluster (its processes die with us)

@@ -14,27 +14,23 @@ from conftest import REPO
 pytestmark = [pytest.mark.slow]
 
 
-def drive(mode: str, workdir, shards) -> dict:
+def test_training_survives_losing_a_node_and_sweep_trials_spread_across_nodes(tiny_shards, tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "multinode_driver.py"), mode, str(workdir),
-         str(shards / "train"), str(shards / "val")],
+        [sys.executable, str(REPO / "tests" / "multinode_driver.py"), str(tmp_path), str(tiny_shards / "train"),
+         str(tiny_shards / "val")],
         capture_output=True, text=True, timeout=900,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    out = json.loads(lines[-1].removeprefix("RESULT "))
 
+    trained = out["train"]
+    assert len(trained["worker_nodes"]) >= 2  # the 2 workers ran on different nodes
+    assert trained["removed"]["node_id"] in trained["worker_nodes"]  # a node hosting a worker was removed
+    assert trained["restarts"] >= 1  # Train restored the run from its last checkpoint ...
+    assert trained["global_step"] == trained["expected_steps"] and trained["epoch"] == 2  # ... and lost no step
+    assert trained["storage"].startswith(str(tmp_path)) and trained["checkpoints"]  # in shared storage
 
-def test_training_spans_two_nodes_and_survives_losing_one(tiny_shards, tmp_path):
-    out = drive("train", tmp_path, tiny_shards)
-    assert len(out["worker_nodes"]) >= 2  # the 2 workers ran on different nodes
-    assert out["removed"]["node_id"] in out["worker_nodes"]  # a node hosting a worker was removed
-    assert out["restarts"] >= 1  # Train restored the run from its last checkpoint ...
-    assert out["global_step"] == out["expected_steps"] and out["epoch"] == 3  # ... and lost no step
-    assert out["storage"].startswith(str(tmp_path)) and out["checkpoints"]  # checkpoints in shared storage
-
-
-def test_sweep_trials_spread_across_nodes(tiny_shards, tmp_path):
-    out = drive("sweep", tmp_path, tiny_shards)
-    assert out["trials"] == 2 and not out["errors"]
-    assert len(set(out["worker_nodes"]) & set(out["cluster_worker_nodes"])) == 2
+    swept = out["sweep"]
+    assert swept["trials"] == 2 and not swept["errors"]
+    assert len(set(swept["worker_nodes"]) & set(swept["cluster_worker_nodes"])) == 2

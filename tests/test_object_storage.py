@@ -176,7 +176,10 @@ def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, s3_
     client = MlflowClient(tracking_uri=s3_mlflow)
     run = client.get_run(index["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["vfn.run_dir"] == run_dir
+    assert run.data.params["model.embed_dim"] == "8" and run.data.params["data.num_classes"] == "4"
+    assert run.data.tags["design"] == "parallel" and float(run.data.tags["gflops_per_view"]) > 0
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")) == [1, 2]
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the local default store
     stored = s3_keys("mlartifacts/")
     for name in ("config.yaml", "learning_curves.png", "best_checkpoint/checkpoint.pt"):
         assert any(k.endswith(f"{run.info.run_id}/artifacts/{name}") for k in stored), (name, stored)

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def write_specs(tmp_path, data):
-    base = tiny_experiment(data, tmp_path / "work", tracking={"experiment": "sweep-test"})
+    base = tiny_experiment(data, tmp_path / "work", optim={"epochs": 1}, tracking={"experiment": "sweep-test"})
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     spec = {
         "name": "tiny",
@@ -23,7 +23,7 @@ def write_specs(tmp_path, data):
         "seeds": [0],
         "trial": {"num_workers": 1, "cpus_per_worker": 0.5},
         # grace = epochs: ASHA schedules and reports but stops no trial, so no trial is killed mid-run
-        "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
     }
     (tmp_path / "ablate.yaml").write_text(yaml.safe_dump(spec))
     return tmp_path / "ablate.yaml"
