@@ -18,7 +18,7 @@ quickstart: $(STAMP)
 	$(VENV)/bin/vfn quickstart --workdir quickstart_run
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vfn tests scripts

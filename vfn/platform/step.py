@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -228,7 +228,3 @@ class TrainStep:
         if self.ema is not None and state.get("ema"):
             self.ema.module.load_state_dict(state["ema"])
         self.global_step = state["global_step"]
-
-
-def plan_dict(plan: Plan) -> dict[str, Any]:
-    return asdict(plan)

@@ -112,6 +112,15 @@ def write_text(location: str | Path, text: str) -> None:
     fs.move(tmp, path)
 
 
+def pop_text(location: str | Path) -> str | None:
+    """Read a file and delete it (None when there is none): a one-shot message between processes."""
+    text = read_text(location)
+    if text is not None:
+        fs, path = resolve(location)
+        fs.delete_file(path)
+    return text
+
+
 def upload(local: str | Path, location: str | Path) -> None:
     """Copy a local file to `location`."""
     fs, path = resolve(location)

@@ -34,7 +34,7 @@ from .progress import ProgressBoard, ProgressPrinter
 from .ray_setup import SplitDataConfig, check_resources, init_ray, quiet_ray_data, use_gpu, worker_scaling
 from .report import model_cost
 from .step import Plan
-from .worker import train_loop_per_worker
+from .worker import STOP_FILE, train_loop_per_worker
 
 # sections that must match for a re-run to continue an existing run
 RESUME_SECTIONS = ("seed", "model", "data", "augment", "optim", "eval", "scaling")
@@ -146,15 +146,16 @@ def run_training(
     loop_config = dict(cfg=cfg.to_dict(), plan=asdict(plan), tracking_uri=uri, mlflow_run_id=run_id,
                        run_dir=str(run_dir), progress=board, label_names=label_names)
     trainer = build_trainer(cfg, plan, gpu, loop_config, callbacks)
+    storage.pop_text(storage.join(run_dir, STOP_FILE))  # a reason left by an earlier attempt is not this one's
     try:
         result = fit(trainer, board)
     except Exception as e:
         close_mlflow_run(uri, run_id, "FAILED")
         raise TrainingError(f"training run '{cfg.output.name}' failed: {first_line(e)} (logs: {run_dir})") from e
-    metrics = dict(result.metrics or {})
-    if metrics.get("error"):
+    if (reason := storage.pop_text(storage.join(run_dir, STOP_FILE))) is not None:
         close_mlflow_run(uri, run_id, "FAILED")
-        raise TrainingError(f"training run '{cfg.output.name}' stopped: {metrics['error']}")
+        raise TrainingError(f"training run '{cfg.output.name}' stopped: {reason}")
+    metrics = dict(result.metrics or {})
     latest = storage.with_path(run_dir, result.checkpoint.path) if result.checkpoint else None
     best = latest
     if plan.val_videos and result.best_checkpoints:

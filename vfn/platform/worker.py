@@ -31,6 +31,7 @@ from .step import EpochCounters, Plan, TrainStep
 from .tracking import MetricLogger, log_figure, plot_confusion
 
 NO_SCORE = -1.0  # Ray's checkpoint ranking key before the first validation (never logged to MLflow)
+STOP_FILE = "stopped.txt"  # in the run directory: why the workers stopped the run, for the driver
 
 
 @dataclass
@@ -78,7 +79,7 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             log_epoch(logger, end, cfg, config, epoch)
         if end.error:
-            ray.train.report(end.metrics)
+            stop_run(end, config["run_dir"], rank)
             return
         progress.epoch_done(end.metrics, epoch)
         save_and_report(step, run, end, cfg, config, rank)
@@ -215,6 +216,16 @@ def save_and_report(step: TrainStep, run: RunState, end: EpochEnd, cfg: Experime
                            "config": cfg.to_dict(), "mlflow_run_id": config.get("mlflow_run_id")})
             checkpoint = ray.train.Checkpoint.from_directory(d)
         ray.train.report(end.metrics, checkpoint=checkpoint)
+
+
+def stop_run(end: EpochEnd, run_dir: str, rank: int) -> None:
+    """End the run on purpose (too many corrupt videos, a counting error): rank 0 leaves the reason
+    for the driver to raise in one line. Not an exception: Ray Train would retry the worker group
+    (`scaling.max_failures`) and hand the driver a traceback; and not only a report, whose metrics
+    Ray Train V2 keeps only when a checkpoint comes with them."""
+    if rank == 0:
+        storage.write_text(storage.join(run_dir, STOP_FILE), end.error)
+    ray.train.report({**end.metrics, "error": end.error})
 
 
 def maybe_kill_worker(cfg: ExperimentConfig, run_dir: str, epoch: int, rank: int) -> None:
