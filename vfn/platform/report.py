@@ -37,7 +37,7 @@ def model_cost(cfg: ExperimentConfig) -> tuple[float, float]:
     from vfn.model.flops import count_flops
 
     with torch.device("meta"):
-        model = create_model(cfg.model.name, **{**model_kwargs(cfg), "drop_path_rate": 0.0})
+        model = create_model(cfg.model.name, **model_kwargs(cfg))
     return count_flops(model, cfg.data.num_frames, cfg.data.input_size)
 
 

@@ -168,28 +168,30 @@ class TrainStep:
 
     def __call__(self, video: torch.Tensor, label: torch.Tensor, valid: torch.Tensor | None, i: int) -> StepOutput:
         """Micro-batch `i` (0-based, within the epoch) of uint8 clips (B, T, 3, H, W); `valid`
-        marks clips that decoded (None: all did). Steps the optimiser when `i` closes a group."""
-        self.model.train()
+        marks clips that decoded (None: all did). Steps the optimiser when `i` closes a group.
+        The model must be in training mode (`step.model.train()` once per epoch)."""
         group_size, last = accumulation_group(i, self.plan.micro_steps_per_epoch, self.accum_steps)
-        valid = torch.ones(len(label), dtype=torch.bool) if valid is None else valid.bool()
+        # counted on the host tensor the loader gives: no device round trip per micro-batch
+        corrupt = 0 if valid is None else len(label) - int(valid.sum())
         x = normalize(video.to(self.device, non_blocking=True))
         y = label.to(self.device, non_blocking=True)
-        valid = valid.to(self.device)
+        keep = valid.bool().to(self.device, non_blocking=True) if 0 < corrupt < len(label) else None
         sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
         with sync:
-            loss, correct, scored = self._forward(x, y, valid)
+            loss, correct, scored = self._forward(x, y, keep, nothing_valid=corrupt == len(label))
             self.scaler.scale(loss / group_size).backward()
         if last:
             self._optimizer_step()
-        return StepOutput(loss=loss.item() if scored else 0.0, correct=correct, scored=scored,
-                          corrupt=int((~valid).sum()), stepped=last)
+        return StepOutput(loss=loss.item() if scored else 0.0, correct=correct, scored=scored, corrupt=corrupt,
+                          stepped=last)
 
-    def _forward(self, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        if not valid.any():  # only corrupt clips: a zero-loss pass keeps DDP's collectives in step
+    def _forward(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None,
+                 nothing_valid: bool) -> tuple[torch.Tensor, int, int]:
+        if nothing_valid:  # only corrupt clips: a zero-loss pass keeps DDP's collectives in step
             with self.autocast():
                 return self.model(x).float().sum() * 0.0, 0, 0
-        if not valid.all():
-            x, y = x[valid], y[valid]
+        if keep is not None:
+            x, y = x[keep], y[keep]
         x_mixed, target = self.mixup(x, y)
         with self.autocast():
             logits = self.model(x_mixed)

@@ -202,31 +202,17 @@ def finish_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
 
 def log_figure(uri: str, run_id: str, fig, artifact_file: str, *copies: str) -> None:
     """Log a matplotlib figure as `artifact_file` (and as each of `copies`, e.g. "best/x.png")
-    through MLflow's `log_figure` (no temporary files of ours), then close it."""
-    try:
-        client = mlflow_client(uri)
-        for name in (artifact_file, *copies):
-            client.log_figure(run_id, fig, name)
-    finally:
-        close_figure(fig)
+    through MLflow's `log_figure` (no temporary files of ours)."""
+    client = mlflow_client(uri)
+    for name in (artifact_file, *copies):
+        client.log_figure(run_id, fig, name)
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write a figure to a local file (PNG by the suffix), then close it."""
-    try:
-        fig.savefig(path)
-    finally:
-        close_figure(fig)
+    """Write a figure to a local file (PNG by the suffix). The plots here are plain `Figure`s
+    outside pyplot: nothing registers them, so nothing needs closing."""
+    fig.savefig(path)
     return Path(path)
-
-
-def close_figure(fig) -> None:
-    """Release a figure. The plots here are plain `Figure`s outside pyplot (no global figure
-    registry, no backend switch), so only a figure made with pyplot needs closing."""
-    import sys
-
-    if (plt := sys.modules.get("matplotlib.pyplot")) is not None:
-        plt.close(fig)
 
 
 def plot_confusion(confusion, labels: list[str] | None, title: str = "confusion matrix"):

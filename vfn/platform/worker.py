@@ -105,6 +105,7 @@ def train_epoch(step: TrainStep, shard, cfg: ExperimentConfig, epoch: int, logge
     counters, plan = EpochCounters(), step.plan
     batches = iter(shard.iter_torch_batches(batch_size=cfg.optim.batch_size, drop_last=True, prefetch_batches=2))
     t0 = time.perf_counter()
+    step.model.train()  # once per epoch, not per micro-batch
     step.optimizer.zero_grad(set_to_none=True)
     i = 0
     while True:
@@ -187,10 +188,11 @@ def validate(step: TrainStep, val_shard, cfg: ExperimentConfig, plan: Plan, metr
 
 def log_epoch(logger: MetricLogger, end: EpochEnd, cfg: ExperimentConfig, config: dict, epoch: int) -> None:
     """Rank 0: the epoch's measured metrics to MLflow, and the confusion matrix when it validated."""
-    measured = {k: v for k, v in end.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if end.result is None:  # no validation this epoch: no val_* value was measured
-        measured = {k: v for k, v in measured.items() if "val_" not in k}
-    logger.log({"epoch/" + k: v for k, v in measured.items() if v != NO_SCORE or "val_" not in k}, step=epoch + 1)
+    # without validation this epoch, no val_* value was measured (Ray's reports carry the last one)
+    validated = end.result is not None
+    logger.log({"epoch/" + k: v for k, v in end.metrics.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and (validated or "val_" not in k)},
+               step=epoch + 1)
     logger.flush()
     uri, run_id = config.get("tracking_uri"), config.get("mlflow_run_id")
     if end.result is None or not (uri and run_id):
