@@ -28,7 +28,8 @@ def test_memory_of_a_process_tree_counts_children():
         child.kill()
         child.wait()
     assert n == n_alone + 1 and mb > alone + 50  # the child's 64 MB are counted
-    assert mem.peak >= mb - 1 and mem.procs >= 2
+    # the sampler saw the child too (not `>= mb`: shared pages' PSS shifts as processes come and go)
+    assert mem.peak > alone + 50 and mem.procs >= 2
 
 
 def test_arguments_and_defaults():

@@ -97,26 +97,74 @@ def test_inflate_released_image_checkpoint():
     torch.testing.assert_close(video.layers[0].blocks[0].modulation.f_temporal.weight, fresh_temporal)
 
 
-def test_inflated_image_weights_reproduce_the_image_model_on_a_static_clip():
-    """With the temporal modulator forced to 1, a video model is the image model on every frame."""
-    pytest.importorskip("timm")
-    from timm.models.focalnet import FocalNet
+def _timm_image_model(layout: str):
+    """A timm image FocalNet and the same weights in `layout` (timm's or the released one), with
+    weights large enough that every modulator changes the output (at init scale they barely do)."""
+    from timm.models.focalnet import FocalNet, checkpoint_filter_fn
 
-    image_model = FocalNet(embed_dim=16, depths=(1, 1, 1, 1), num_classes=0, focal_levels=(2, 2, 2, 2),
-                           focal_windows=(3, 3, 3, 3), drop_path_rate=0).eval()
-    video = VideoFocalNet(embed_dim=16, depths=(1, 1, 1, 1), num_classes=0, num_frames=2, drop_path_rate=0).eval()
-    report = load_image_weights(video, image_model.state_dict())  # timm layout
-    assert not [k for k in report.initialised if "temporal" not in k]
-    for stage in video.layers:
-        for block in stage.blocks:  # temporal modulator := 1 (zero context, bias 1)
-            mod = block.modulation
-            torch.nn.init.zeros_(mod.h_temporal.weight)
-            torch.nn.init.ones_(mod.h_temporal.bias)
-    frame = torch.randn(1, 3, 64, 64)
+    torch.manual_seed(0)
+    if layout == "released":
+        released = torch.load(REFERENCE / "image_focalnet_micro.pth", weights_only=True)["model"]
+        released = {k: v + 0.2 * torch.randn_like(v) for k, v in released.items()}
+        ctor = json.loads((REFERENCE / "index.json").read_text())["image_focalnet_micro"]["constructor"]
+        model = FocalNet(embed_dim=ctor["embed_dim"], depths=ctor["depths"], num_classes=released["head.bias"].numel(),
+                         focal_levels=ctor.get("focal_levels", (2, 2, 2, 2)),
+                         focal_windows=ctor.get("focal_windows", (3, 3, 3, 3)), drop_path_rate=0)
+        model.load_state_dict(checkpoint_filter_fn(released, model))
+        return model.eval(), released
+    model = FocalNet(embed_dim=16, depths=(1, 1, 1, 1), num_classes=6, focal_levels=(2, 2, 2, 2),
+                     focal_windows=(3, 3, 3, 3), drop_path_rate=0).eval()
     with torch.no_grad():
-        expected = image_model(frame)
-        got = video(frame.unsqueeze(1).repeat(1, 2, 1, 1, 1))
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return model, model.state_dict()
+
+
+@pytest.mark.parametrize("layout", ["timm", "released"])
+@pytest.mark.parametrize("design", ["parallel", "sequential"])
+def test_inflated_model_reproduces_the_image_model_on_a_moving_clip(layout, design):
+    """With `temporal_init="identity"` (the default) an inflated video model, before any training, gives
+    the image FocalNet's logits averaged over frames, for any clip (here random frames)."""
+    pytest.importorskip("timm")
+    image_model, weights = _timm_image_model(layout)
+    size = dict(embed_dim=image_model.embed_dim[0], depths=[len(s.blocks) for s in image_model.layers],
+                num_frames=3, drop_path_rate=0, design=design)
+    video = VideoFocalNet(**size, num_classes=image_model.num_classes).eval()
+    report = load_image_weights(video, weights)
+    assert not [k for k in report.initialised if "temporal" not in k and not k.startswith("head.")]
+    with torch.no_grad():  # the classifier is new in general; here it takes the image head to compare logits
+        video.head.weight.copy_(image_model.head.fc.weight)
+        video.head.bias.copy_(image_model.head.fc.bias)
+        clip = torch.randn(2, 3, 3, 64, 64)
+        expected = torch.stack([image_model(clip[:, t]) for t in range(3)]).mean(0)
+        got = video(clip)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    # the released init does not: its near-zero temporal modulator scales the image features down
+    released_init = VideoFocalNet(**size, num_classes=0, temporal_init="released").eval()
+    load_image_weights(released_init, weights)
+    video.reset_classifier(0)
+    with torch.no_grad():
+        assert (released_init(clip) - video(clip)).abs().max() > 0.1 * video(clip).abs().max()
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_identity_temporal_init_starts_as_the_spatial_model(design):
+    """Every design starts blind to frame order; parallel and sequential are exactly the spatial model
+    with the same spatial weights."""
+    torch.manual_seed(0)
+    model = VideoFocalNet(design=design, **MICRO).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(model(x[:, [2, 0, 3, 1]]), out, atol=1e-5, rtol=1e-5)
+    if design in ("parallel", "sequential"):
+        spatial = VideoFocalNet(design="spatial", **MICRO).eval()
+        sd = {k.replace(".modulation.spatial.", ".modulation."): v for k, v in model.state_dict().items()}
+        spatial.load_state_dict({k: v for k, v in sd.items() if k in spatial.state_dict()})
+        with torch.no_grad():
+            torch.testing.assert_close(spatial(x), out, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown temporal_init"):
+        VideoFocalNet(temporal_init="zeros")
 
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base"])
@@ -194,10 +242,16 @@ def test_design_trains_a_step_and_responds_to_frame_order(design):
     model = create_model("videofocalnet_tiny", design=design, **{**MICRO, "depths": (1, 1, 1, 1)})
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(2, 4, 3, 32, 32), torch.tensor([1, 3])
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().max() > 0]
+    # identity init: the layers behind a zero-initialised weight get their gradient from the second
+    # step on, once that weight has left zero; by then every parameter must be learning
+    live = set()
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        live |= {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().max() > 0}
+        opt.step()
+    dead = [n for n, _ in model.named_parameters() if n not in live]
     assert not dead, f"parameters without gradient: {dead}"
-    opt.step()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     model.eval()
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Video-FocalNet models: pure PyTorch + timm (never imports ray or mlflow)."""
 
 from .modulation import DESIGNS
-from .video_focalnet import VideoFocalNet, VideoFocalNetBlock
+from .video_focalnet import TEMPORAL_INITS, VideoFocalNet, VideoFocalNetBlock
 from .weights import (
     InflationReport,
     WeightsError,
@@ -14,6 +14,7 @@ from .zoo import ZOO, create_model
 
 __all__ = [
     "DESIGNS",
+    "TEMPORAL_INITS",
     "ZOO",
     "WeightsError",
     "InflationReport",

@@ -92,6 +92,21 @@ class TemporalFocalModulation(_ModulationBase):
         x_out = (q * self.h(ctx_all)).reshape(B, H, W, C, T).permute(0, 4, 1, 2, 3)
         return self._project(x_out)
 
+    @torch.no_grad()
+    def init_temporal_identity(self) -> None:
+        """A pass-through: query = input, modulator = 1, output projection = identity, so the module
+        returns its input (exactly so without the optional post-modulation LayerNorm). Context and
+        gates keep their random init and take over as the modulator's weight leaves zero."""
+        C = self.dim
+        self.f.weight[:C].copy_(torch.eye(C))
+        if self.f.bias is not None:
+            self.f.bias[:C].zero_()
+        nn.init.zeros_(self.h.weight)
+        if self.h.bias is not None:
+            nn.init.ones_(self.h.bias)
+        self.proj.weight.copy_(torch.eye(C))
+        nn.init.zeros_(self.proj.bias)
+
 
 class SpatioTemporalFocalModulation(_ModulationBase):
     """The published (`parallel`) design: spatial and temporal contexts aggregated side by side from
@@ -127,6 +142,14 @@ class SpatioTemporalFocalModulation(_ModulationBase):
         x_out = (q * modulator * modulator_t).permute(0, 2, 3, 1).unflatten(0, (B, T))
         return self._project(x_out)
 
+    @torch.no_grad()
+    def init_temporal_identity(self) -> None:
+        """Temporal modulator exactly 1 (zero weight, unit bias): the block starts as its spatial
+        counterpart. With both modulators near zero the gradient of each is scaled by the other, a
+        saddle training must first escape; here the temporal one grows from 1 instead."""
+        nn.init.zeros_(self.h_temporal.weight)
+        nn.init.ones_(self.h_temporal.bias)
+
 
 class SequentialFocalModulation(nn.Module):
     """Divided space-time: a spatial focal modulation, then a temporal one, each with its own
@@ -139,6 +162,10 @@ class SequentialFocalModulation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.temporal(self.spatial(x))
+
+    def init_temporal_identity(self) -> None:
+        """The temporal half starts as a pass-through: the block is a spatial block."""
+        self.temporal.init_temporal_identity()
 
 
 class JointFocalModulation(_ModulationBase):
@@ -162,6 +189,18 @@ class JointFocalModulation(_ModulationBase):
         ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3, 4)))
         x_out = (q * self.h(ctx_all)).permute(0, 2, 3, 4, 1)
         return self._project(x_out)
+
+    @torch.no_grad()
+    def init_temporal_identity(self) -> None:
+        """Only the middle temporal tap of each 3D kernel non-zero: the local levels start as per-frame
+        2D aggregations. The global level still averages over time as well as space, so the block is
+        close to, not exactly, a spatial block."""
+        for level in self.focal_layers:
+            w = level[0].weight  # (C, 1, k, k, k)
+            mid = w.shape[2] // 2
+            keep = w[:, :, mid].clone()
+            w.zero_()
+            w[:, :, mid] = keep
 
 
 _MODULATIONS: dict[str, type[nn.Module]] = {
