@@ -7,6 +7,8 @@ import os
 import sys
 from collections import Counter
 
+from vfn.platform.data.transcode import DEFAULT_KEYFRAME_INTERVAL, DEFAULT_SHORT_SIDE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -28,8 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "simple: plain background, larger objects, motion over the whole clip")
 
     p = sub.add_parser("shard", help="pack the videos of a manifest into Parquet shards",
-                       description="Pack videos into Parquet shards (bytes + label + probed metadata). "
-                                   "Undecodable videos go to rejected.csv; re-running skips finished shards.")
+                       description="Pack videos into Parquet shards (bytes + label + probed metadata). By default "
+                                   "each video is re-encoded for fast seeking: H.264 yuv420p, short side 256 "
+                                   "(never upscaled), a keyframe every 8 frames, constant frame rate (every frame "
+                                   "kept), rotation applied, audio dropped (libx264 preset veryfast, tune "
+                                   "fastdecode, crf 23). Undecodable videos go to rejected.csv; re-running with "
+                                   "the same settings skips finished shards.")
     p.add_argument("manifest", help="path,label CSV, 'path label' text, or Parquet with path/label columns")
     p.add_argument("--root", default=None, help="directory the manifest's paths are relative to")
     p.add_argument("--out", required=True, help="shard directory (local path or pyarrow filesystem URI)")
@@ -37,7 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, default=None, help="labels must be in [0, N)")
     p.add_argument("--full-probe", action="store_true",
                    help="decode every frame while probing (default: first, middle and last frame)")
-    p.add_argument("--workers", type=int, default=None, help="probing processes (default: CPU count, max 8)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local probing/re-encoding processes (default: CPU count, max 8)")
+    p.add_argument("--short-side", type=int, default=None,
+                   help=f"re-encode with this short side (default {DEFAULT_SHORT_SIDE}; never upscales; "
+                        "0 keeps the resolution)")
+    p.add_argument("--keyframe-interval", type=int, default=None,
+                   help=f"re-encode with a keyframe every N frames (default {DEFAULT_KEYFRAME_INTERVAL})")
+    p.add_argument("--keep-original", action="store_true",
+                   help="store the source bytes unchanged (no re-encoding)")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="Ray cluster address: one Ray task per shard across its nodes (default: $RAY_ADDRESS; "
+                        "unset: a local process pool). --out and the videos must be reachable from every node")
 
     p = sub.add_parser("check", help="validate a manifest (and optionally decode every video)")
     p.add_argument("manifest")
@@ -75,11 +92,27 @@ def _synth(args) -> int:
     return 0
 
 
+def _encoding(args):
+    """The Encoding the flags ask for, None with --keep-original."""
+    from vfn.platform.data.transcode import Encoding
+
+    if args.keep_original:
+        if args.short_side is not None or args.keyframe_interval is not None:
+            raise ValueError("--keep-original stores the source bytes: --short-side and --keyframe-interval "
+                             "do not apply")
+        return None
+    return Encoding(short_side=DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side,
+                    keyframe_interval=args.keyframe_interval or DEFAULT_KEYFRAME_INTERVAL)
+
+
 def _shard(args) -> int:
     from vfn.platform.data.shards import write_shards
 
+    if args.keyframe_interval is not None and args.keyframe_interval < 1:
+        raise ValueError(f"--keyframe-interval must be >= 1, got {args.keyframe_interval}")
     report = write_shards(args.manifest, args.out, root=args.root, max_shard_bytes=int(args.shard_size_mb * 2**20),
-                          full_probe=args.full_probe, num_workers=args.workers, num_classes=args.num_classes)
+                          full_probe=args.full_probe, num_workers=args.workers, num_classes=args.num_classes,
+                          encoding=_encoding(args), address=args.address or None)
     print(report.summary())
     for path, _label, line, reason in report.rejected[:10]:
         print(f"  rejected {args.manifest}:{line} {path}: {reason}")
@@ -117,12 +150,13 @@ def _info(args) -> int:
     import numpy as np
 
     from vfn.platform.data.manifest import read_label_names
-    from vfn.platform.data.shards import list_shards, read_metadata
+    from vfn.platform.data.shards import list_shards, read_encodings, read_metadata
 
     files = list_shards(args.shards)
     meta = read_metadata(files).to_pydict()
     n = len(meta["label"])
     print(f"{args.shards}: {len(files)} shards, {n} videos, {sum(meta['num_bytes']) / 2**20:.1f} MiB of video")
+    _print_encoding(read_encodings(files), meta)
     if not n:
         return 0
     names = read_label_names(args.labels) if args.labels else None
@@ -138,3 +172,21 @@ def _info(args) -> int:
     print("  resolutions (h x w): " + ", ".join(f"{k} ({v})" for k, v in res.most_common(5)))
     print("  codecs: " + ", ".join(f"{k} ({v})" for k, v in Counter(meta["codec"]).most_common()))
     return 0
+
+
+def _print_encoding(encodings: list, meta: dict) -> None:
+    """One line per distinct encoding, and what the sources were when they are known."""
+    import json
+
+    from vfn.platform.data.transcode import describe_encoding
+
+    kinds = Counter(json.dumps(e, sort_keys=True) for e in encodings)
+    for kind, count in kinds.items():
+        shards = f" ({count} shards)" if len(kinds) > 1 else ""
+        print(f"  encoding: {describe_encoding(json.loads(kind))}{shards}")
+    source = [b for b in meta.get("source_bytes", []) if b is not None]
+    if source:
+        stored = sum(b for b, s in zip(meta["num_bytes"], meta["source_bytes"]) if s is not None)
+        codecs = ", ".join(f"{k} ({v})" for k, v in Counter(c for c in meta["source_codec"] if c).most_common())
+        print(f"  sources: {sum(source) / 2**20:.1f} MiB (stored {stored / max(1, sum(source)):.0%} of that), "
+              f"codecs {codecs}")

@@ -1,21 +1,36 @@
 """Parquet video shards: one row per video with its encoded bytes, label and probed metadata.
 
+Why re-encode: datasets such as Kinetics have a keyframe every few seconds, so every frame of a
+segment-sampled training clip costs a decode from far back (~100 ms per 8-frame clip). By default
+each video is re-encoded while packing (`vfn.platform.data.transcode`): H.264 yuv420p, short side
+256 (never upscaled), a keyframe every 8 frames, constant frame rate with every frame kept, rotation
+applied to the pixels, audio dropped. The same clip then decodes about 2-3x faster and the shard is
+no larger. `encoding=None` (`vfn data shard --keep-original`) stores the source bytes unchanged.
+
 Layout of a shard directory (local path or any pyarrow filesystem URI, e.g. s3://, gs://):
   shard-00000.parquet ...   columns: index, path, label, video (bytes), frames, fps, height,
-                            width, codec, num_bytes
-  shard-00000.rejected.csv  videos of that shard that failed probing (path,label,line,reason)
+                            width, codec, num_bytes (the STORED video), source_frames, source_fps,
+                            source_height, source_width, source_codec, source_bytes (the original);
+                            footer key `vfn.encoding`: JSON of how the videos were encoded
+  shard-00000.rejected.csv  videos of that shard that failed probing or re-encoding (path,label,line,reason)
   rejected.csv              all rejected videos, gathered at the end
-  _plan.json                which manifest rows go to which shard (lets a re-run skip finished shards)
+  _plan.json                which manifest rows go to which shard, and the encoding settings
+                            (lets a re-run skip finished shards; other settings are an error)
 
 Shards are planned from file sizes before any decoding, so the assignment is deterministic and a
 re-run after a crash writes only the shards that are missing. Each shard is written to a hidden
 temporary file and renamed into place, so a visible shard is always complete. `index` is the
 video's position in the manifest (unique; gaps where videos were rejected).
+
+Packing runs in a local process pool (one video per core), or, given a Ray cluster address, as one
+Ray task per shard spread over the cluster's nodes; then the output directory (and the videos) must
+be reachable from every node: a URI such as s3://..., or a shared file system.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -25,6 +40,7 @@ import os
 import posixpath
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -35,26 +51,30 @@ import pyarrow.parquet as pq
 
 from vfn.platform.data.clips import CorruptVideoError, open_video, read_frames
 from vfn.platform.data.manifest import VideoRecord, read_manifest
+from vfn.platform.data.transcode import Encoding, TranscodeError, encoding_json, transcode
 from vfn.platform.storage import join, read_bytes, read_text, resolve, write_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_BYTES = 256 << 20
 ROW_GROUP_BYTES = 64 << 20  # Parquet row groups: a reader never holds more than this per group
+DEFAULT_ENCODING = Encoding()
+ENCODING_KEY = "vfn.encoding"  # Parquet key-value metadata: how the shard's videos were encoded
 
+STORED_FIELDS = [("frames", pa.int32()), ("fps", pa.float32()), ("height", pa.int32()), ("width", pa.int32()),
+                 ("codec", pa.string())]
 SCHEMA = pa.schema([
     ("index", pa.int64()),
     ("path", pa.string()),
     ("label", pa.int64()),
     ("video", pa.binary()),
-    ("frames", pa.int32()),
-    ("fps", pa.float32()),
-    ("height", pa.int32()),
-    ("width", pa.int32()),
-    ("codec", pa.string()),
+    *STORED_FIELDS,
     ("num_bytes", pa.int64()),
+    *[("source_" + name, kind) for name, kind in STORED_FIELDS],
+    ("source_bytes", pa.int64()),
 ])
 META_COLUMNS = [n for n in SCHEMA.names if n != "video"]
+SOURCE_COLUMNS = [n for n in SCHEMA.names if n.startswith("source_")]
 
 
 # ---------------------------------------------------------------- probing
@@ -108,6 +128,34 @@ def probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
     return meta, None
 
 
+def prepare_video(args: tuple[str, bool, Encoding | None]) -> tuple[dict | None, str | None]:
+    """(row fields: the stored video's bytes and metadata plus the source's, None) or (None, why
+    the video is rejected). The source is probed first, the re-encoded bytes again after."""
+    path, full, encoding = args
+    try:
+        data = read_bytes(path)
+    except OSError as e:
+        return None, f"cannot read file: {e}"
+    if not data:
+        return None, "empty file"
+    try:
+        source = probe_video(data, full)
+    except CorruptVideoError as e:
+        return None, str(e)
+    source_fields = {"source_" + k: v for k, v in source.items()} | {"source_bytes": len(data)}
+    if encoding is None:
+        return {"video": data, **source, "num_bytes": len(data), **source_fields}, None
+    try:
+        stored = transcode(data, encoding)
+    except TranscodeError as e:
+        return None, str(e)
+    try:
+        meta = probe_video(stored)
+    except CorruptVideoError as e:
+        return None, f"re-encoded video does not decode: {e}"
+    return {"video": stored, **meta, "num_bytes": len(stored), **source_fields}, None
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -120,10 +168,31 @@ class ShardReport:
     videos: int = 0  # videos in all shards
     rejected: list[tuple[str, int, int, str]] = field(default_factory=list)  # path, label, line, reason
     seconds: float = 0.0
+    nodes: list[str] = field(default_factory=list)  # Ray node ids that wrote shards (empty when local)
 
     def summary(self) -> str:
-        return (f"{len(self.shards)} shards in {self.out} ({self.written} written, {self.skipped} already done), "
-                f"{self.videos} videos, {len(self.rejected)} rejected, {self.seconds:.1f}s")
+        where = f" on {len(self.nodes)} Ray nodes" if self.nodes else ""
+        return (f"{len(self.shards)} shards in {self.out} ({self.written} written{where}, {self.skipped} already "
+                f"done), {self.videos} videos, {len(self.rejected)} rejected, {self.seconds:.1f}s")
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything needed to write one shard, on any machine (plain data: it travels to Ray tasks)."""
+
+    number: int
+    out_dir: str
+    rows: list[tuple[int, str, int, int, str]]  # manifest index, path, label, line, full path
+    full_probe: bool
+    encoding: Encoding | None
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.number:05d}.parquet"
+
+    @property
+    def rejected_file(self) -> str:
+        return join(self.out_dir, f"shard-{self.number:05d}.rejected.csv")
 
 
 def _file_size(path: str) -> int:
@@ -135,7 +204,7 @@ def _file_size(path: str) -> int:
 
 def plan_shards(records: list[VideoRecord], max_shard_bytes: int) -> list[list[int]]:
     """Consecutive manifest rows packed greedily into shards of at most max_shard_bytes
-    (a single larger video gets a shard of its own)."""
+    (a single larger video gets a shard of its own). Sizes are the source files' sizes."""
     plan: list[list[int]] = []
     current: list[int] = []
     size = 0
@@ -151,93 +220,176 @@ def plan_shards(records: list[VideoRecord], max_shard_bytes: int) -> list[list[i
     return plan
 
 
+def plan_digest(records: list[VideoRecord], plan: list[list[int]], max_shard_bytes: int,
+                encoding: Encoding | None) -> str:
+    payload: list = [[records[i].path, records[i].label] for shard in plan for i in shard] + [max_shard_bytes]
+    if encoding is not None:  # without: the digest of shards written before re-encoding existed
+        payload.append(encoding.settings())
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def check_or_write_plan(out_dir: str, plan: list[list[int]], digest: str, encoding: Encoding | None,
+                        num_videos: int, max_shard_bytes: int) -> None:
+    """Record the plan, or make sure the directory's plan is this one (same manifest, shard size
+    and encoding): only then may finished shards be skipped."""
+    plan_file = join(out_dir, "_plan.json")
+    settings = encoding.settings() if encoding else None
+    if (text := read_text(plan_file)) is not None:
+        existing = json.loads(text)
+        if existing.get("digest") != digest:
+            raise ValueError(
+                f"{out_dir} holds shards of a different manifest, shard size or encoding (there: "
+                f"{existing.get('encoding', 'original bytes')}, max {existing.get('max_shard_bytes')} bytes; this run: "
+                f"{settings or 'original bytes'}, max {max_shard_bytes} bytes); use an empty output directory")
+        return
+    write_text(plan_file, json.dumps({"digest": digest, "num_shards": len(plan), "num_videos": num_videos,
+                                      "max_shard_bytes": max_shard_bytes, "encoding": settings, "shards": plan}))
+
+
 def write_shards(records: list[VideoRecord] | str, out_dir: str, root: str | None = None,
                  max_shard_bytes: int = DEFAULT_SHARD_BYTES, full_probe: bool = False,
                  num_workers: int | None = None, num_classes: int | None = None,
-                 shuffle_seed: int | None = 0, progress: bool = True) -> ShardReport:
-    """Pack the videos of `records` (or of a manifest file) into Parquet shards under `out_dir`.
+                 shuffle_seed: int | None = 0, progress: bool = True,
+                 encoding: Encoding | None = DEFAULT_ENCODING, address: str | None = None) -> ShardReport:
+    """Pack the videos of `records` (or of a manifest file) into Parquet shards under `out_dir`,
+    re-encoded with `encoding` (None: the source bytes unchanged).
 
     Videos are shuffled (deterministically, `shuffle_seed`; None keeps manifest order) before
     packing: manifests are often sorted by class, and shards of one class each would make the
-    per-epoch file shuffle of training useless. Re-running with the same manifest skips finished
-    shards; a different manifest in the same directory is an error (start a fresh directory)."""
+    per-epoch file shuffle of training useless. Re-running with the same manifest and settings
+    skips finished shards; other ones in the same directory are an error (start a fresh directory).
+    With `address` (a Ray cluster), each shard is written by a Ray task somewhere in the cluster;
+    without, by this machine's process pool (`num_workers` processes)."""
     t0 = time.time()
     if isinstance(records, (str, os.PathLike)):
         records = read_manifest(records, root=root, num_classes=num_classes)
     if not records:
         raise ValueError("no videos to shard")
+    out_dir = str(out_dir)
     fs, base = resolve(out_dir)
     fs.create_dir(base, recursive=True)
     order = list(range(len(records)))
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(len(records)).tolist()
     plan = [[order[j] for j in shard] for shard in plan_shards([records[i] for i in order], max_shard_bytes)]
-    digest = hashlib.sha256(json.dumps(
-        [[records[i].path, records[i].label] for shard in plan for i in shard] + [max_shard_bytes]
-    ).encode()).hexdigest()
-    plan_file = join(str(out_dir), "_plan.json")
-    if (text := read_text(plan_file)) is not None:
-        if json.loads(text).get("digest") != digest:
-            raise ValueError(f"{out_dir} holds shards of a different manifest or shard size; "
-                             "use an empty output directory")
-    else:
-        write_text(plan_file, json.dumps({"digest": digest, "num_shards": len(plan), "num_videos": len(records),
-                                          "max_shard_bytes": max_shard_bytes, "shards": plan}))
-    report = ShardReport(out=str(out_dir))
+    check_or_write_plan(out_dir, plan, plan_digest(records, plan, max_shard_bytes, encoding), encoding,
+                        len(records), max_shard_bytes)
+    report = ShardReport(out=out_dir, shards=[join(out_dir, f"shard-{k:05d}.parquet") for k in range(len(plan))])
+    rejected_by_shard: dict[int, list] = {}
+    jobs = []
+    for job in shard_jobs(records, plan, out_dir, full_probe, encoding):
+        if fs.get_file_info(posixpath.join(base, job.name)).type == pafs.FileType.File:
+            report.skipped += 1
+            report.videos += pq.ParquetFile(fs.open_input_file(posixpath.join(base, job.name))).metadata.num_rows
+            rejected_by_shard[job.number] = _read_rejected(job.rejected_file)
+        else:
+            jobs.append(job)
+    packed = pack_on_ray(jobs, address) if address else pack_locally(jobs, num_workers)
+    for job, videos, rejected, node in packed:
+        report.written += 1
+        report.videos += videos
+        rejected_by_shard[job.number] = rejected
+        report.nodes = sorted(set(report.nodes) | ({node} if node else set()))
+        if progress:
+            print(f"  {job.name}: {videos} videos, {len(rejected)} rejected "
+                  f"({len(rejected_by_shard)}/{len(plan)})", file=sys.stderr, flush=True)
+    report.rejected = [r for k in sorted(rejected_by_shard) for r in rejected_by_shard[k]]
+    write_text(join(out_dir, "rejected.csv"), _rejected_csv(report.rejected))
+    report.seconds = time.time() - t0
+    return report
+def shard_jobs(records: list[VideoRecord], plan: list[list[int]], out_dir: str, full_probe: bool,
+               encoding: Encoding | None) -> list[ShardJob]:
+    return [ShardJob(k, out_dir, [(i, records[i].path, records[i].label, records[i].line, records[i].full_path)
+                                  for i in rows], full_probe, encoding) for k, rows in enumerate(plan)]
+
+
+Mapper = Callable[[Callable, list], Iterable]
+Packed = tuple[ShardJob, int, list[tuple[str, int, int, str]], str | None]  # job, videos, rejected, Ray node
+
+
+def pack_shard(job: ShardJob, mapper: Mapper = map) -> tuple[int, list[tuple[str, int, int, str]]]:
+    """Prepare the shard's videos (`mapper` runs `prepare_video` over them: in order, maybe in
+    parallel) and write the shard and its rejects. Returns (videos written, rejected rows).
+    Atomic: the shard appears under its name only once complete, its rejects recorded first."""
+    fs, base = resolve(job.out_dir)
+    shard_path = posixpath.join(base, job.name)
+    tmp = posixpath.join(base, "." + job.name + ".tmp")
+    results = mapper(prepare_video, [(row[4], job.full_probe, job.encoding) for row in job.rows])
+    schema = SCHEMA.with_metadata({ENCODING_KEY: encoding_json(job.encoding)})
+    rejected, videos = [], 0
+    # video bytes are already compressed and unique: no codec, no dictionary (which would also
+    # silently deduplicate repeated files)
+    dictionary = ["path", "codec", "source_codec"]
+    with fs.open_output_stream(tmp) as sink, pq.ParquetWriter(sink, schema, compression="none",
+                                                              use_dictionary=dictionary) as writer:
+        batch: list[dict] = []
+        size = 0
+        for (index, path, label, line, _), (fields, reason) in zip(job.rows, results):
+            if fields is None:
+                rejected.append((path, label, line, reason))
+                continue
+            batch.append({"index": index, "path": path, "label": label, **fields})
+            videos += 1
+            size += len(fields["video"])
+            if size >= ROW_GROUP_BYTES:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch, size = [], 0
+        if batch or not videos:  # an all-rejected shard is still a valid (empty) shard
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    write_text(job.rejected_file, _rejected_csv(rejected))
+    fs.move(tmp, shard_path)
+    return videos, rejected
+
+
+def pack_locally(jobs: list[ShardJob], num_workers: int | None) -> Iterator[Packed]:
+    """Shards one after the other, the videos of each spread over a local process pool."""
+    if not jobs:
+        return
     workers = num_workers or min(8, os.cpu_count() or 1)
     pool = process_pool(workers) if workers > 1 else None
     try:
-        for k, rows in enumerate(plan):
-            name = f"shard-{k:05d}.parquet"
-            shard_path = posixpath.join(base, name)
-            rejected_file = join(str(out_dir), f"shard-{k:05d}.rejected.csv")
-            report.shards.append(join(str(out_dir), name))
-            if fs.get_file_info(shard_path).type == pafs.FileType.File:
-                report.skipped += 1
-                report.videos += pq.ParquetFile(fs.open_input_file(shard_path)).metadata.num_rows
-                report.rejected += _read_rejected(rejected_file)
-                continue
-            jobs = [(records[i].full_path, full_probe) for i in rows]
-            results = list(pool.map(probe_file, jobs, chunksize=4)) if pool else [probe_file(j) for j in jobs]
-            rejected = [(records[i].path, records[i].label, records[i].line, reason)
-                        for i, (meta, reason) in zip(rows, results) if meta is None]
-            good = [(i, meta) for i, (meta, _) in zip(rows, results) if meta is not None]
-            # rejects first: a visible shard implies its rejects are recorded too
-            write_text(rejected_file, _rejected_csv(rejected))
-            _write_shard(fs, shard_path, records, good)
-            report.written += 1
-            report.videos += len(good)
-            report.rejected += rejected
-            if progress:
-                print(f"  {name}: {len(good)} videos, {len(rejected)} rejected "
-                      f"({k + 1}/{len(plan)})", file=sys.stderr, flush=True)
+        for job in jobs:
+            # re-encoding takes ~0.5 s a video: hand them out one by one to keep every process busy
+            mapper = functools.partial(pool.map, chunksize=1 if job.encoding else 4) if pool else map
+            videos, rejected = pack_shard(job, mapper)
+            yield job, videos, rejected, None
     finally:
         if pool:
             pool.shutdown()
-    write_text(join(str(out_dir), "rejected.csv"), _rejected_csv(report.rejected))
-    report.seconds = time.time() - t0
-    return report
 
 
-def _write_shard(fs, shard_path: str, records: list[VideoRecord], good: list[tuple[int, dict]]) -> None:
-    tmp = posixpath.join(posixpath.dirname(shard_path), "." + posixpath.basename(shard_path) + ".tmp")
-    # video bytes are already compressed and unique: no codec, no dictionary (which would also
-    # silently deduplicate repeated files)
-    with fs.open_output_stream(tmp) as sink, pq.ParquetWriter(sink, SCHEMA, compression="none",
-                                                              use_dictionary=["path", "codec"]) as writer:
-        batch: list[dict] = []
-        size = 0
-        for i, meta in good:
-            r = records[i]
-            data = read_bytes(r.full_path)
-            batch.append({"index": i, "path": r.path, "label": r.label, "video": data, **meta})
-            size += len(data)
-            if size >= ROW_GROUP_BYTES:
-                writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                batch, size = [], 0
-        if batch or not good:  # an all-rejected shard is still a valid (empty) shard
-            writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-    fs.move(tmp, shard_path)
+def pack_shard_on_node(job: ShardJob) -> tuple[int, list[tuple[str, int, int, str]], str]:
+    """The body of a Ray task: one shard, its videos one after the other (a task holds one CPU)."""
+    import ray
+
+    videos, rejected = pack_shard(job)
+    return videos, rejected, ray.get_runtime_context().get_node_id()
+
+
+def pack_on_ray(jobs: list[ShardJob], address: str) -> Iterator[Packed]:
+    """One Ray task per shard across the cluster at `address` (or the Ray this process is already
+    connected to), yielded as they finish. Ray is imported here only: local packing never starts it."""
+    if not jobs:
+        return
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as e:
+            raise ValueError(f"cannot connect to the Ray cluster at {address}: {e}") from None
+    try:
+        task = ray.remote(num_cpus=1)(pack_shard_on_node)
+        pending = {task.remote(job): job for job in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            videos, rejected, node = ray.get(done[0])
+            yield job, videos, rejected, node
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _rejected_csv(rows) -> str:
@@ -290,7 +442,27 @@ def count_videos(shards: str | list[str]) -> int:
 
 
 def read_metadata(shards: str | list[str], columns: list[str] | None = None) -> pa.Table:
-    """Metadata columns (no video bytes) of all shards, in shard order."""
+    """Metadata columns (no video bytes) of all shards, in shard order. Columns that older shards
+    lack (source_*) come back as nulls."""
     cols = columns or META_COLUMNS
-    tables = [_parquet_file(s).read(columns=cols) for s in list_shards(shards)]
+    tables = [_read_columns(_parquet_file(s), cols) for s in list_shards(shards)]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table().select(cols)
+
+
+def _read_columns(file: pq.ParquetFile, cols: list[str]) -> pa.Table:
+    have = set(file.schema_arrow.names)
+    missing = [c for c in cols if c not in have and c in SCHEMA.names]
+    table = file.read(columns=[c for c in cols if c not in missing])
+    for c in missing:
+        table = table.append_column(SCHEMA.field(c), pa.nulls(table.num_rows, SCHEMA.field(c).type))
+    return table.select(cols).replace_schema_metadata(None)
+
+
+def read_encodings(shards: str | list[str]) -> list[dict | None]:
+    """How each shard's videos were encoded (its footer's `vfn.encoding`; None for shards written
+    before it was recorded), from Parquet footers only."""
+    out = []
+    for s in list_shards(shards):
+        value = (_parquet_file(s).metadata.metadata or {}).get(ENCODING_KEY.encode())
+        out.append(json.loads(value) if value else None)
+    return out
