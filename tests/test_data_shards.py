@@ -214,3 +214,17 @@ def test_packing_across_a_two_node_ray_cluster_matches_a_local_run(tmp_path, sha
     columns = ["index", "path", "label", "frames", "height", "width"]
     assert read_metadata(str(tmp_path / "ray"), columns).to_pylist() == \
         read_metadata(str(tmp_path / "local"), columns).to_pylist()
+
+
+def test_a_probe_over_its_time_limit_rejects_the_video(tmp_path, shared_dir, monkeypatch):
+    """Source probes run under the decode guard (decord can hang on a bad container, #373): a probe
+    that overruns the limit (here an absurdly short one) rejects the video with the reason."""
+    from vfn.platform.data import shards
+
+    monkeypatch.setattr(shards, "PROBE_TIMEOUT_S", 1e-3)
+    m = tmp_path / "one.csv"
+    m.write_text("kinetics_yoga.mp4,0\n")
+    report = write_shards(str(m), str(tmp_path / "out"), root=str(VIDEOS), num_workers=1, progress=False,
+                          encoding=None)
+    assert report.videos == 0 and len(report.rejected) == 1
+    assert "limit" in report.rejected[0][3], report.rejected

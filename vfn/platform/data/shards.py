@@ -50,6 +50,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vfn.platform.data.clips import CorruptVideoError, open_video, read_frames
+from vfn.platform.data.guard import guard_for
 from vfn.platform.data.manifest import VideoRecord, read_manifest
 from vfn.platform.data.transcode import Encoding, TranscodeError, encoding_json, transcode
 from vfn.platform.storage import join, read_bytes, read_text, resolve, write_text
@@ -57,6 +58,8 @@ from vfn.platform.storage import join, read_bytes, read_text, resolve, write_tex
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_BYTES = 256 << 20
+PROBE_TIMEOUT_S = 60.0  # first, middle and last frame of one video
+FULL_PROBE_TIMEOUT_S = 600.0  # every frame (--full-probe)
 ROW_GROUP_BYTES = 64 << 20  # Parquet row groups: a reader never holds more than this per group
 DEFAULT_ENCODING = Encoding()
 ENCODING_KEY = "vfn.encoding"  # Parquet key-value metadata: how the shard's videos were encoded
@@ -112,6 +115,12 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
+def probe_source(data: bytes, full: bool) -> dict:
+    """`probe_video` of an untrusted source video in a guarded child process: a decoder that hangs
+    (decord issue #373) or crashes rejects the video instead of stalling the packing."""
+    return guard_for(FULL_PROBE_TIMEOUT_S if full else PROBE_TIMEOUT_S).call(probe_video, data, full)
+
+
 def probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
     path, full = args
     try:
@@ -121,7 +130,7 @@ def probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
     if not data:
         return None, "empty file"
     try:
-        meta = probe_video(data, full)
+        meta = probe_source(data, full)
     except CorruptVideoError as e:
         return None, str(e)
     meta["num_bytes"] = len(data)
@@ -139,7 +148,7 @@ def prepare_video(args: tuple[str, bool, Encoding | None]) -> tuple[dict | None,
     if not data:
         return None, "empty file"
     try:
-        source = probe_video(data, full)
+        source = probe_source(data, full)
     except CorruptVideoError as e:
         return None, str(e)
     source_fields = {"source_" + k: v for k, v in source.items()} | {"source_bytes": len(data)}
