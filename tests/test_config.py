@@ -135,3 +135,27 @@ def test_a_run_that_cannot_fit_a_fixed_cluster_is_refused_before_work(capsys, mo
     on({"CPU": 2.0})
     check_resources(big, gpu=False, fixed=False)  # an autoscaler may add nodes: a note only
     assert "waiting for the autoscaler" in capsys.readouterr().err
+
+
+def test_augment_on_device_is_auto_true_or_false():
+    cfg = load_config(None, [])
+    assert cfg.augment.on_device == "auto"
+    assert cfg.augment.resolve_on_device(use_gpu=True) and not cfg.augment.resolve_on_device(use_gpu=False)
+    assert load_config(None, ["augment.on_device=true"]).augment.resolve_on_device(use_gpu=False)
+    assert not load_config(None, ["augment.on_device=false"]).augment.resolve_on_device(use_gpu=True)
+    assert "augment.on_device" in error(["augment.on_device=gpu"])
+
+
+@pytest.mark.parametrize("linear_init", ["released", "xavier"])
+def test_model_temporal_init_reaches_the_model(linear_init):
+    """`model.temporal_init` builds the model that way, also after `model.init: xavier` re-draws the linears."""
+    from vfn.platform.step import build_model
+
+    base = {"model": {"embed_dim": 8, "depths": [1, 1, 1, 1], "init": linear_init},
+            "data": {"num_classes": 4, "num_frames": 4, "input_size": 32}}
+    identity = build_model(validate(base)).layers[0].blocks[0].modulation.h_temporal
+    assert identity.weight.abs().max() == 0 and (identity.bias == 1).all()
+    released = build_model(validate({**base, "model": {**base["model"], "temporal_init": "released"}}))
+    assert released.layers[0].blocks[0].modulation.h_temporal.weight.abs().max() > 0
+    with pytest.raises(ConfigError, match="temporal_init"):
+        validate({**base, "model": {**base["model"], "temporal_init": "zeros"}})

@@ -12,12 +12,16 @@ from vfn.platform.data.clips import (
     ClipSpec,
     CorruptVideoError,
     VideoMixup,
+    apply_augment_params,
     decode_test_views,
     decode_train_clip,
+    draw_augment_params,
     eval_boxes,
     eval_indices,
     normalize,
     open_video,
+    read_frames,
+    resize_short_side,
     segment_indices,
     train_indices,
 )
@@ -195,3 +199,23 @@ def test_colour_jitter_matches_torchvision_for_brightness_contrast_saturation(sh
                 ref = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation][op](ref, factors[op])
         ref = (ref * 255).round().to(torch.uint8)
         assert (ours.int() - ref.int()).abs().max() <= 2, seed
+
+
+def test_train_clip_is_the_drawn_parameters_applied(shared_dir):
+    """One sampler for both augmentation paths: `decode_train_clip` draws frames, then
+    `draw_augment_params` (box, flip, colour), then applies them; the on-device path replays it."""
+    data, clip, aug = _bytes("kinetics_yoga.mp4"), ClipSpec(num_frames=4, input_size=64), AugmentSpec()
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        vr = open_video(data)
+        frames = read_frames(vr, train_indices(len(vr), clip, rng))
+        params = draw_augment_params(*frames.shape[1:3], clip, aug, rng)
+        ours = decode_train_clip(data, clip, aug, np.random.default_rng(seed))
+        assert np.array_equal(ours, apply_augment_params(frames, params, clip.input_size).numpy())
+
+
+def test_resize_short_side_keeps_frames_already_there():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 320, 426, 3), dtype=np.uint8)
+    assert resize_short_side(frames, 256).shape == (2, 256, 341, 3)
+    assert resize_short_side(frames.transpose(0, 2, 1, 3), 256).shape == (2, 341, 256, 3)
+    assert resize_short_side(frames, 320) is frames

@@ -109,3 +109,44 @@ def test_split_between_two_train_workers(ray_session, data):
     # together every video once (an equal split may drop one row of the 33)
     assert not (Counter(a) + Counter(b)) - Counter(labels)
     assert len(a) + len(b) + bad_a + bad_b >= len(labels)
+
+
+@pytest.mark.ray
+def test_on_device_rows_are_windows_with_parameters(ray_session, data):
+    """`augment_on_device`: windows that hold the crop box plus the drawn parameters; a corrupt video
+    gives a blank window whose parameters still resize cleanly on the device."""
+    import torch
+
+    from vfn.platform.data.clips import PARAMS_SIZE, train_window_size
+    from vfn.platform.data.device_augment import DeviceAugment
+
+    d, labels, _ = data
+    side = train_window_size(CLIP, AugmentSpec())
+    ds = build_dataset(str(d / "train"), "train", CLIP, AugmentSpec(), seed=0, augment_on_device=True)
+    seen, corrupt = 0, 0
+    for batch in ds.iter_torch_batches(batch_size=8):
+        assert tuple(batch["video"].shape[1:]) == (8, 3, side, side) and batch["video"].dtype == torch.uint8
+        assert tuple(batch["aug_params"].shape[1:]) == (PARAMS_SIZE,)
+        clips = DeviceAugment(CLIP.input_size)(batch["video"], batch["aug_params"])
+        assert tuple(clips.shape[1:]) == (8, 3, 32, 32) and torch.isfinite(clips).all()
+        assert clips[~batch["valid"]].sum() == 0
+        corrupt += int((~batch["valid"]).sum())
+        seen += len(batch["valid"])
+    assert corrupt == 1 and seen == len(labels) + 1
+
+
+@pytest.mark.ray
+def test_a_decode_over_the_time_limit_counts_as_corrupt_and_the_epoch_goes_on(ray_session, tmp_path):
+    """Decode tasks run every video under the decode guard: with an absurdly short limit every decode
+    is cut off (as a hung decoder would be) and arrives as a counted corrupt row, not a stalled epoch."""
+    from vfn.platform.data.guard import DecodeTimeout
+    from vfn.platform.data.pipeline import DEFAULT_DECODE_TIMEOUT_S
+
+    assert DEFAULT_DECODE_TIMEOUT_S > 0 and issubclass(DecodeTimeout, Exception)
+    synth = make_synthetic_dataset(tmp_path / "synth", 4, seed=0, num_classes=2, size=32, num_frames=8)
+    write_shards(synth.train_manifest, str(tmp_path / "train"), root=synth.root, num_workers=1, progress=False)
+    for timeout_s, valid in ((1e-4, False), (DEFAULT_DECODE_TIMEOUT_S, True)):
+        ds = build_dataset(str(tmp_path / "train"), "train", CLIP, AugmentSpec(), seed=0, decode_timeout_s=timeout_s,
+                           num_cpus=0.5)
+        rows = ds.take_all()
+        assert rows and all(bool(r["valid"]) is valid for r in rows), (timeout_s, [r["valid"] for r in rows])

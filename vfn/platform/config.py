@@ -42,6 +42,12 @@ class ModelSection(_StrictModel):
     focal_windows: list[int] = [3, 3, 3, 3]
     pretrained: str | None = Field(None, description="ImageNet FocalNet weights to inflate (file path)")
     grad_checkpointing: bool = False
+    temporal_init: Literal["identity", "released"] = Field(
+        "identity",
+        description="how temporal parts start: 'identity' (the model starts as its spatial counterpart: the "
+        "parallel block's temporal modulator is exactly 1), 'released' (the published init); loaded "
+        "checkpoints overwrite either",
+    )
     init: Literal["released", "xavier"] = Field(
         "released",
         description="linear-layer init for from-scratch training: 'released' (truncated normal, std 0.02) "
@@ -75,6 +81,8 @@ class DataSection(_StrictModel):
     shuffle: Literal["auto", "full", "files", "none"] = "auto"
     decode_cpus: float = Field(1.0, gt=0.0, description="CPUs reserved per decode task (Ray Data)")
     decode_batch_size: int = Field(4, gt=0)
+    decode_timeout_s: float = Field(60.0, ge=0.0, description="a video whose decode takes longer is cut off and "
+                                    "counted as corrupt (decord can hang: its issue #373); 0 = unguarded")
 
     @model_validator(mode="after")
     def _size(self):
@@ -95,6 +103,11 @@ class AugmentSection(_StrictModel):
     cutmix_alpha: float = Field(1.0, ge=0.0)
     mixup_prob: float = Field(1.0, ge=0.0, le=1.0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    on_device: Literal["auto"] | bool = Field(
+        "auto",
+        description="crop, flip, colour jitter and grayscale batched on the training device (decode tasks only "
+        "decode and slice a window); auto: when the training workers have GPUs; true also works on CPU",
+    )
 
     @model_validator(mode="after")
     def _scale(self):
@@ -108,6 +121,10 @@ class AugmentSection(_StrictModel):
     @property
     def mixup_enabled(self) -> bool:
         return self.mixup_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+    def resolve_on_device(self, use_gpu: bool) -> bool:
+        """`on_device` for a run whose training workers do (`use_gpu`) or do not have GPUs."""
+        return use_gpu if self.on_device == "auto" else self.on_device
 
 
 class OptimSection(_StrictModel):

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from .config import ConfigError, ExperimentConfig
 from .data.clips import VideoMixup, normalize
+from .data.device_augment import DeviceAugment
 
 
 @dataclass
@@ -42,7 +43,8 @@ def model_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
     m, d = cfg.model, cfg.data
     return dict(num_classes=d.num_classes, num_frames=d.num_frames, img_size=d.input_size,
                 drop_path_rate=m.drop_path_rate, tubelet_size=m.tubelet_size, focal_levels=list(m.focal_levels),
-                focal_windows=list(m.focal_windows), design=m.design, embed_dim=m.embed_dim, depths=m.depths)
+                focal_windows=list(m.focal_windows), design=m.design, embed_dim=m.embed_dim, depths=m.depths,
+                temporal_init=m.temporal_init)
 
 
 def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> nn.Module:
@@ -54,6 +56,7 @@ def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> nn.Mo
         for module in model.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
+        model.init_temporal(cfg.model.temporal_init)  # xavier re-drew the linears an identity start sets
     if load_pretrained and cfg.model.pretrained:
         vm.load_image_weights(model, cfg.model.pretrained)
     return model
@@ -138,11 +141,12 @@ class TrainStep:
 
     `wrap` turns the model into what trains (DDP under Ray Train: `ray.train.torch.prepare_model`);
     `self.model` is what `wrap` returned, `self.bare` the module underneath (for checkpoints, EMA
-    and evaluation).
+    and evaluation). `augment` crops, flips and colours batches that carry `aug_params`
+    (`augment.on_device`: the decode tasks shipped windows); batches without them are used as they are.
     """
 
     def __init__(self, cfg: ExperimentConfig, plan: Plan, device: torch.device,
-                 wrap: Callable[[nn.Module], nn.Module] | None = None):
+                 wrap: Callable[[nn.Module], nn.Module] | None = None, augment: DeviceAugment | None = None):
         from timm.loss import SoftTargetCrossEntropy
         from timm.utils import ModelEmaV3
 
@@ -160,20 +164,23 @@ class TrainStep:
         self.mixup = VideoMixup(mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha, prob=a.mixup_prob,
                                 label_smoothing=a.label_smoothing, num_classes=cfg.data.num_classes)
         self.criterion = SoftTargetCrossEntropy()
+        self.augment = augment
         self.global_step = 0
 
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def __call__(self, video: torch.Tensor, label: torch.Tensor, valid: torch.Tensor | None, i: int) -> StepOutput:
+    def __call__(self, video: torch.Tensor, label: torch.Tensor, valid: torch.Tensor | None, i: int,
+                 aug_params: torch.Tensor | None = None) -> StepOutput:
         """Micro-batch `i` (0-based, within the epoch) of uint8 clips (B, T, 3, H, W); `valid`
-        marks clips that decoded (None: all did). Steps the optimiser when `i` closes a group.
+        marks clips that decoded (None: all did); `aug_params` (B, PARAMS_SIZE) come with windows
+        to augment here (`augment.on_device`). Steps the optimiser when `i` closes a group.
         The model must be in training mode (`step.model.train()` once per epoch)."""
         group_size, last = accumulation_group(i, self.plan.micro_steps_per_epoch, self.accum_steps)
         # counted on the host tensor the loader gives: no device round trip per micro-batch
         corrupt = 0 if valid is None else len(label) - int(valid.sum())
-        x = normalize(video.to(self.device, non_blocking=True))
+        x = self.prepare(video, aug_params)
         y = label.to(self.device, non_blocking=True)
         keep = valid.bool().to(self.device, non_blocking=True) if 0 < corrupt < len(label) else None
         sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
@@ -184,6 +191,16 @@ class TrainStep:
             self._optimizer_step()
         return StepOutput(loss=loss.item() if scored else 0.0, correct=correct, scored=scored, corrupt=corrupt,
                           stepped=last)
+
+    def prepare(self, video: torch.Tensor, aug_params: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 clips (or, with `aug_params`, windows) -> normalised float32 clips on the device."""
+        x = video.to(self.device, non_blocking=True)
+        if aug_params is not None:
+            if self.augment is None:
+                raise ValueError("the batch carries aug_params (augment.on_device) but this TrainStep has no "
+                                 "DeviceAugment: pass augment=DeviceAugment(cfg.data.input_size)")
+            x = self.augment(x, aug_params)  # float32, the CPU path's uint8 values
+        return normalize(x)
 
     def _forward(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None,
                  nothing_valid: bool) -> tuple[torch.Tensor, int, int]:

@@ -213,7 +213,7 @@ def build_trainer(cfg: ExperimentConfig, plan: Plan, gpu: bool, loop_config: dic
             logging_config=LoggingConfig(log_level="WARNING"),
             callbacks=callbacks,
         ),
-        datasets=datasets_for(cfg),
+        datasets=datasets_for(cfg, use_gpu=gpu),
         dataset_config=SplitDataConfig(),
     )
 

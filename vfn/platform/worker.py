@@ -25,6 +25,7 @@ import torch
 from . import storage
 from .checkpoints import load_state, save_state
 from .config import ExperimentConfig
+from .data.device_augment import DeviceAugment
 from .data.pipeline import TooManyCorruptVideos, check_corrupt_budget
 from .evaluate import EvalAccumulator, EvalResult, EvaluationCountError, evaluate_batches
 from .step import EpochCounters, Plan, TrainStep
@@ -63,7 +64,8 @@ def train_loop_per_worker(config: dict) -> None:
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    step = TrainStep(cfg, plan, device, wrap=ray.train.torch.prepare_model)
+    # applied to the batches that carry aug_params: the driver decides (`augment.on_device`)
+    step = TrainStep(cfg, plan, device, wrap=ray.train.torch.prepare_model, augment=DeviceAugment(cfg.data.input_size))
     run = restore(step)
     if run.epoch >= cfg.optim.epochs:  # a re-run of a finished run: report, do nothing
         ray.train.report(run.metrics)
@@ -114,7 +116,7 @@ def train_epoch(step: TrainStep, shard, cfg: ExperimentConfig, epoch: int, logge
         counters.data_wait_s += time.perf_counter() - t_wait
         if batch is None:
             break
-        out = step(batch["video"], batch["label"], batch["valid"], i)
+        out = step(batch["video"], batch["label"], batch["valid"], i, batch.get("aug_params"))
         counters.add(out)
         i += 1
         if out.stepped:

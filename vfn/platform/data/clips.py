@@ -23,6 +23,12 @@ resized crop to `input_size`, horizontal flip, colour jitter and grayscale with 
 The same parameters apply to every frame of a clip. Crop and resize are fused (the crop box is
 mapped back to the decoded frame, then one antialiased resize), which is cheaper and equal up to
 interpolation. Normalisation happens later, on the training device (`normalize`).
+
+Every random choice of a training clip is drawn by one function (`draw_augment_params`), so the
+two places that can apply it agree: the CPU path here (`decode_train_clip`) and the on-device
+path (`augment.on_device`), where the decode task only decodes, brings frames to the short side
+`resize_short` and slices a fixed window that holds the crop box (`decode_train_window`), and
+`device_augment.DeviceAugment` crops, flips and colours whole batches on the training device.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -187,7 +193,7 @@ def read_frames(vr, indices: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- spatial ops
 
 
-def _crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+def crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
     """frames uint8 (T, H, W, 3), box (top, left, h, w) -> uint8 tensor (T, 3, size, size)."""
     top, left, h, w = box
     x = torch.from_numpy(frames[:, top:top + h, left:left + w]).permute(0, 3, 1, 2)
@@ -247,8 +253,8 @@ def eval_boxes(height: int, width: int, clip: ClipSpec) -> list[tuple[int, int, 
     return [_to_pixels(top, 0, side, side, height, width) for top in tops]
 
 
-_GRAY = (0.299, 0.587, 0.114)
-_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+_RGB2YIQ = np.array([GRAY_WEIGHTS, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ2RGB = np.linalg.inv(_RGB2YIQ)
 
 
@@ -259,52 +265,116 @@ def _mix_channels(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (m @ x.reshape(t, 3, h * w)).reshape(t, m.shape[0], h, w)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return _mix_channels(torch.tensor([_GRAY]), x)
+def gray_level(x: torch.Tensor) -> torch.Tensor:
+    """float (T, 3, H, W) -> (T, 1, H, W) luma (ITU-R 601, as torchvision's rgb_to_grayscale)."""
+    return _mix_channels(torch.tensor([GRAY_WEIGHTS]), x)
 
 
-def _hue_matrix(shift: float) -> torch.Tensor:
+def hue_matrix(shift: float) -> torch.Tensor:
     """Hue rotation as one 3x3 RGB matrix (rotation of the I/Q chroma plane; `shift` in turns)."""
     c, s = math.cos(2 * math.pi * shift), math.sin(2 * math.pi * shift)
     rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
     return torch.from_numpy((_YIQ2RGB @ rot @ _RGB2YIQ).astype(np.float32))
 
 
+@dataclass(frozen=True)
+class ColorParams:
+    """One clip's colour draw: jitter on/off, its factors and op order, grayscale on/off."""
+
+    jitter: bool = False
+    factors: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue
+    order: tuple[int, int, int, int] = (0, 1, 2, 3)  # ops by position (0..3 as in `factors`)
+    gray: bool = False
+
+
+def draw_color_params(aug: AugmentSpec, rng: np.random.Generator) -> ColorParams:
+    """The colour draws, in the rng order every path shares: apply?, 3 factors, hue, order, gray?"""
+    jitter = aug.color_jitter_prob > 0 and rng.random() < aug.color_jitter_prob
+    factors, order = ColorParams.factors, ColorParams.order
+    if jitter:
+        s = aug.color_jitter
+        factors = tuple(rng.uniform(max(0.0, 1 - s), 1 + s) for _ in range(3)) + (rng.uniform(-aug.hue, aug.hue),)
+        order = tuple(int(op) for op in rng.permutation(4))
+    gray = aug.grayscale_prob > 0 and rng.random() < aug.grayscale_prob
+    return ColorParams(bool(jitter), tuple(float(f) for f in factors), order, bool(gray))
+
+
 def color_augment(x: torch.Tensor, aug: AugmentSpec, rng: np.random.Generator) -> torch.Tensor:
-    """Clip-consistent colour jitter (brightness, contrast, saturation, hue in random order, clamped
-    after each, as torchvision's ColorJitter) and random grayscale, on uint8 (T, 3, H, W).
+    """Clip-consistent colour jitter and random grayscale on uint8 (T, 3, H, W), drawn from `rng`."""
+    return apply_color(x, draw_color_params(aug, rng))
+
+
+def apply_color(x: torch.Tensor, c: ColorParams) -> torch.Tensor:
+    """Colour jitter (brightness, contrast, saturation, hue in `c.order`, clamped after each, as
+    torchvision's ColorJitter) and grayscale, on uint8 (T, 3, H, W); uint8 out.
 
     Computed in float32 with blends and one 3x3 matrix for hue (YIQ rotation, as GPU loaders do)
     instead of torchvision's uint8 path with an HSV round trip, which costs ~4x the decode."""
-    jitter = aug.color_jitter_prob > 0 and rng.random() < aug.color_jitter_prob
-    if jitter:
-        s = aug.color_jitter
-        factors = [rng.uniform(max(0.0, 1 - s), 1 + s) for _ in range(3)] + [rng.uniform(-aug.hue, aug.hue)]
-        order = rng.permutation(4)
-    gray = aug.grayscale_prob > 0 and rng.random() < aug.grayscale_prob
-    if not (jitter or gray):
+    if not (c.jitter or c.gray):
         return x
     y = x.float()
-    if jitter:
-        for op in order:
-            f = float(factors[op])
+    if c.jitter:
+        for op in c.order:
+            f = c.factors[op]
             if op == 0:  # brightness
                 y.mul_(f)
             elif op == 1:  # contrast: blend with each frame's mean gray level
-                m = _gray(y).mean(dim=(-3, -2, -1), keepdim=True)
+                m = gray_level(y).mean(dim=(-3, -2, -1), keepdim=True)
                 y.mul_(f).add_((1 - f) * m)
             elif op == 2:  # saturation: blend with the grayscale image
-                g = _gray(y)
+                g = gray_level(y)
                 y.mul_(f).add_((1 - f) * g)
             elif f != 0:  # hue
-                y = _mix_channels(_hue_matrix(f), y)
+                y = _mix_channels(hue_matrix(f), y)
             y.clamp_(0, 255)
-    if gray:
-        y = _gray(y).expand(-1, 3, -1, -1).contiguous()
+    if c.gray:
+        y = gray_level(y).expand(-1, 3, -1, -1).contiguous()
     return y.round_().to(torch.uint8)
 
 
 # ---------------------------------------------------------------- public entry points
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Every random choice of one training clip, drawn once (`draw_augment_params`) and applied by
+    either path: on CPU in the decode task (`apply_augment_params`) or batched on the training
+    device (`device_augment.DeviceAugment`, from `to_vector`)."""
+
+    box: tuple[float, float, float, float]  # top, left, height, width of the crop, in frame pixels
+    flip: bool = False
+    color: ColorParams = ColorParams()
+
+    def to_vector(self) -> np.ndarray:
+        """float32 (PARAMS_SIZE,): box, flip, jitter, 4 factors, 4 op positions, gray."""
+        c = self.color
+        return np.array([*self.box, self.flip, c.jitter, *c.factors, *c.order, c.gray], np.float32)
+
+    @classmethod
+    def from_vector(cls, v) -> AugmentParams:
+        v = [float(x) for x in v]
+        color = ColorParams(bool(v[5]), tuple(v[6:10]), tuple(int(x) for x in v[10:14]), bool(v[14]))
+        return cls(tuple(v[:4]), bool(v[4]), color)
+
+
+PARAMS_SIZE = 15  # len(AugmentParams(...).to_vector())
+
+
+def draw_augment_params(height: int, width: int, clip: ClipSpec, aug: AugmentSpec,
+                        rng: np.random.Generator) -> AugmentParams:
+    """A clip's crop box (on the decoded height x width frame), flip and colour draws, in the rng
+    order of the original CPU pipeline: box, flip?, colour (`draw_color_params`)."""
+    box = random_resized_box(height, width, clip, aug, rng)
+    flip = aug.flip_prob > 0 and rng.random() < aug.flip_prob
+    return AugmentParams(box, bool(flip), draw_color_params(aug, rng))
+
+
+def apply_augment_params(frames: np.ndarray, p: AugmentParams, size: int) -> torch.Tensor:
+    """The CPU path: uint8 frames (T, H, W, 3) -> augmented uint8 clip (T, 3, size, size)."""
+    x = crop_resize(frames, tuple(int(v) for v in p.box), size)
+    if p.flip:
+        x = x.flip(-1)
+    return apply_color(x, p.color)
 
 
 def decode_train_clip(data: bytes, clip: ClipSpec, aug: AugmentSpec | None,
@@ -317,13 +387,71 @@ def decode_train_clip(data: bytes, clip: ClipSpec, aug: AugmentSpec | None,
     frames = read_frames(vr, train_indices(len(vr), clip, rng))
     _, height, width, _ = frames.shape
     if aug is None:
-        return _crop_resize(frames, eval_boxes(height, width, clip)[0], clip.input_size).numpy()
-    box = random_resized_box(height, width, clip, aug, rng)
-    x = _crop_resize(frames, box, clip.input_size)
-    if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
-        x = x.flip(-1)
-    x = color_augment(x, aug, rng)
-    return np.ascontiguousarray(x.numpy())
+        return crop_resize(frames, eval_boxes(height, width, clip)[0], clip.input_size).numpy()
+    p = draw_augment_params(height, width, clip, aug, rng)
+    return np.ascontiguousarray(apply_augment_params(frames, p, clip.input_size).numpy())
+
+
+# ---------------------------------------------------------------- the on-device path's decode side
+
+
+def train_window_size(clip: ClipSpec, aug: AugmentSpec) -> int:
+    """Side of the square window that holds any random-resized-crop box of a frame whose short side
+    is `clip.resize_short`: a box is at most short * max(ratio_hi, 1/ratio_lo) long (342 for 224
+    inputs with the default ratios)."""
+    return math.ceil(clip.resize_short * max(aug.ratio[1], 1 / aug.ratio[0], 1.0) - 1e-6)
+
+
+def resize_short_side(frames: np.ndarray, short: int) -> np.ndarray:
+    """uint8 (T, H, W, 3) -> uint8 (T, h, w, 3) with min(h, w) == short (antialiased); as is when
+    it already is (shards written at the training short side)."""
+    _, height, width, _ = frames.shape
+    if min(height, width) == short:
+        return frames
+    r = short / min(height, width)
+    size = [short, max(1, round(width * r))] if height <= width else [max(1, round(height * r)), short]
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # a channels_last view: torchvision's fast uint8 path
+    return TF.resize(x, size, antialias=True).permute(0, 2, 3, 1).numpy()
+
+
+def window_origin(start: float, length: float, extent: int, size: int) -> int:
+    """First pixel of a `size`-long window over [0, extent) that holds [start, start + length)."""
+    if extent <= size:
+        return 0
+    return int(min(max(0, math.floor(start)), extent - size))
+
+
+def slice_window(frames: np.ndarray, box: tuple[float, float, float, float],
+                 size: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """uint8 (T, H, W, 3) and a crop box -> the size x size window that holds the box, uint8
+    (T, 3, size, size), zero-padded where the frame is smaller, and the box relative to it."""
+    t, height, width, _ = frames.shape
+    top, left, h, w = box
+    wy, wx = window_origin(top, h, height, size), window_origin(left, w, width, size)
+    part = frames[:, wy:wy + size, wx:wx + size]
+    out = np.zeros((t, 3, size, size), np.uint8)
+    out[:, :, :part.shape[1], :part.shape[2]] = part.transpose(0, 3, 1, 2)
+    # a box longer than the window (sub-pixel rounding of a resized frame) is cut to it
+    top, left = top - wy, left - wx
+    return out, (top, left, min(h, size - top), min(w, size - left))
+
+
+def decode_train_window(data: bytes, clip: ClipSpec, aug: AugmentSpec, rng: np.random.Generator,
+                        num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded video -> (uint8 window (T, 3, C, C), float32 AugmentParams vector with the box
+    relative to the window): the decode task's share of the on-device path. The draws are
+    `decode_train_clip`'s, so the same rng state gives the same clip either way (up to
+    interpolation when the frame's short side is not `clip.resize_short`)."""
+    vr = open_video(data, num_threads)
+    frames = read_frames(vr, train_indices(len(vr), clip, rng))
+    _, height, width, _ = frames.shape
+    p = draw_augment_params(height, width, clip, aug, rng)
+    frames = resize_short_side(frames, clip.resize_short)
+    sy, sx = frames.shape[1] / height, frames.shape[2] / width
+    top, left, h, w = p.box
+    box = (top * sy, left * sx, min(h * sy, frames.shape[1] - top * sy), min(w * sx, frames.shape[2] - left * sx))
+    window, box = slice_window(frames, box, train_window_size(clip, aug))
+    return window, replace(p, box=box).to_vector()
 
 
 def decode_test_views(data: bytes, clip: ClipSpec, num_threads: int = 1) -> np.ndarray:
@@ -335,7 +463,7 @@ def decode_test_views(data: bytes, clip: ClipSpec, num_threads: int = 1) -> np.n
     _, height, width, _ = frames.shape
     frames = frames.reshape(clip.num_clips, clip.num_frames, height, width, 3)
     boxes = eval_boxes(height, width, clip)
-    views = [_crop_resize(frames[c], box, clip.input_size) for c in range(clip.num_clips) for box in boxes]
+    views = [crop_resize(frames[c], box, clip.input_size) for c in range(clip.num_clips) for box in boxes]
     return torch.stack(views).numpy()
 
 

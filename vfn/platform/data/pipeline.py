@@ -13,6 +13,12 @@ on real datasets). For row-level mixing on large data pass `local_shuffle_buffer
 `iter_torch_batches`. Augmentation randomness also changes per epoch; with
 a `seed` it is reproducible per (seed, epoch, video) as far as Ray's execution index allows.
 
+With `augment_on_device` (`augment.on_device`, on by default when the training workers have GPUs)
+the decode tasks stop short of augmenting: each training row is a fixed-size window that holds the
+clip's crop box plus the parameters drawn for it (`clips.decode_train_window`), and the training
+step crops, flips and colours the batch on its device (`device_augment.DeviceAugment`). The rows are
+~2.3x larger (342 vs 224 pixels square); the decode task saves the augmentation's CPU time.
+
 A video that fails to decode here yields `valid=False` and an all-zero clip of the right shape,
 so one bad file never kills a long run: the consumer skips and counts it and calls
 `check_corrupt_budget` to stop once corrupt videos exceed the allowed share.
@@ -25,11 +31,23 @@ from typing import Literal
 
 import numpy as np
 
-from vfn.platform.data.clips import AugmentSpec, ClipSpec, CorruptVideoError, decode_test_views, decode_train_clip
+from vfn.platform.data.clips import (
+    AugmentParams,
+    AugmentSpec,
+    ClipSpec,
+    CorruptVideoError,
+    decode_test_views,
+    decode_train_clip,
+    decode_train_window,
+    train_window_size,
+)
+from vfn.platform.data.guard import guard_for
 from vfn.platform.data.shards import list_shards, read_metadata
 from vfn.platform.storage import is_arrow_native, resolve
 
 log = logging.getLogger(__name__)
+
+DEFAULT_DECODE_TIMEOUT_S = 60.0  # one clip decodes in well under a second; only a stuck decoder takes this long
 
 
 class TooManyCorruptVideos(RuntimeError):
@@ -63,30 +81,47 @@ def _execution_index() -> int:
         return 0
 
 
-def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
-                        num_threads: int) -> dict:
+def _video_rngs(batch: dict, seed: int | None) -> list[np.random.Generator]:
+    """One generator per video: reproducible per (seed, epoch, video) with a seed, fresh otherwise
+    (never one shared by the batch: the decode guard's child advances a copy)."""
+    if seed is None:
+        return [np.random.default_rng() for _ in range(len(batch["label"]))]
     epoch = _execution_index()
+    return [np.random.default_rng([seed, epoch, int(i)]) for i in batch["index"]]
+
+
+def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
+                        num_threads: int, on_device: bool = False, timeout_s: float = 0.0) -> dict:
     n = len(batch["label"])
-    videos = np.zeros((n, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
+    windowed = on_device and aug is not None  # the device augments: ship windows and drawn parameters
+    side = train_window_size(clip, aug) if windowed else clip.input_size
+    videos = np.zeros((n, clip.num_frames, 3, side, side), np.uint8)
+    # a corrupt video's row keeps a whole-window box, so the device's resize never divides by zero
+    params = np.tile(AugmentParams((0.0, 0.0, side, side)).to_vector(), (n, 1))
     valid = np.ones(n, bool)
-    batch_rng = np.random.default_rng() if seed is None else None
-    for i in range(n):
-        rng = batch_rng or np.random.default_rng([seed, epoch, int(batch["index"][i])])
+    guard = guard_for(timeout_s)
+    for i, rng in enumerate(_video_rngs(batch, seed)):
         try:
-            videos[i] = decode_train_clip(batch["video"][i], clip, aug, rng, num_threads)
-        except CorruptVideoError as e:
+            if windowed:
+                videos[i], params[i] = guard.call(decode_train_window, batch["video"][i], clip, aug, rng, num_threads)
+            else:
+                videos[i] = guard.call(decode_train_clip, batch["video"][i], clip, aug, rng, num_threads)
+        except CorruptVideoError as e:  # includes a decode cut off by the guard's limit
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
-    return {"video": videos, "label": batch["label"].astype(np.int64), "valid": valid}
+    out = {"video": videos, "label": batch["label"].astype(np.int64), "valid": valid}
+    return {**out, "aug_params": params} if windowed else out
 
 
-def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int) -> dict:
+def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int,
+                      timeout_s: float = 0.0) -> dict:
     n = len(batch["label"])
     videos = np.zeros((n, clip.num_views, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
     valid = np.ones(n, bool)
+    guard = guard_for(timeout_s)
     for i in range(n):
         try:
-            videos[i] = decode_test_views(batch["video"][i], clip, num_threads)
+            videos[i] = guard.call(decode_test_views, batch["video"][i], clip, num_threads)
         except CorruptVideoError as e:
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
@@ -109,15 +144,21 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
                   shuffle: Literal["auto", "full", "files", "none"] = "auto",
                   full_shuffle_max_bytes: int = 64 << 20, decode_batch_size: int = 4,
                   num_cpus: float = 1.0, concurrency: int | tuple[int, int] | None = None,
-                  num_threads: int = 1, block_bytes: int = 16 << 20):
+                  num_threads: int = 1, block_bytes: int = 16 << 20, augment_on_device: bool = False,
+                  decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S):
     """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.
 
     train rows: video uint8 (T, 3, S, S), label int64, valid bool
+                with `augment_on_device` (and an `aug`): video uint8 (T, 3, C, C) windows that hold
+                the crop box (C = `clips.train_window_size`) and aug_params float32 (PARAMS_SIZE,),
+                for `device_augment.DeviceAugment` on the training device
     val rows:   video uint8 (V, T, 3, S, S), label int64, index int64 (dense 0..N-1), valid bool
     `num_cpus` is reserved per decode task: on a small machine where Train workers hold CPUs,
     lower it (or give workers fractional CPUs) so decoding can still be scheduled.
     `block_bytes` caps Ray Data blocks for this dataset (Ray's default, 128 MiB, is ~100 decoded
     224px clips held per task, which multiplies worker memory).
+    `decode_timeout_s`: each video decodes in a guarded child process (`guard.DecodeGuard`) and a
+    decode over this limit counts as corrupt; 0 decodes in the task itself, unguarded.
     """
     from ray.data import DataContext
 
@@ -125,14 +166,15 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
     saved = ctx.target_max_block_size
     ctx.target_max_block_size = block_bytes  # a Dataset keeps the context it was created under
     try:
-        return _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size,
-                      num_cpus, concurrency, num_threads)
+        decode = dict(clip=clip, num_threads=num_threads, timeout_s=decode_timeout_s)
+        return _build(shards, split, decode, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size,
+                      num_cpus, concurrency, augment_on_device)
     finally:
         ctx.target_max_block_size = saved
 
 
-def _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size, num_cpus,
-           concurrency, num_threads):
+def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size, num_cpus,
+           concurrency, augment_on_device):
     import ray.data
     from ray.data import FileShuffleConfig
 
@@ -152,8 +194,7 @@ def _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, deco
         ds = ray.data.read_parquet(files, **read_args)
         indices = np.sort(read_metadata(uris, ["index"]).column("index").to_numpy())
         index_map = None if np.array_equal(indices, np.arange(len(indices))) else indices
-        return ds.map_batches(_decode_val_batch, fn_kwargs=dict(clip=clip, index_map=index_map,
-                                                                num_threads=num_threads), **map_args)
+        return ds.map_batches(_decode_val_batch, fn_kwargs=dict(index_map=index_map, **decode), **map_args)
     if shuffle == "auto":
         shuffle = "full" if _total_bytes(uris) <= full_shuffle_max_bytes else "files"
     file_shuffle = None
@@ -165,18 +206,23 @@ def _build(shards, split, clip, aug, seed, shuffle, full_shuffle_max_bytes, deco
 
         ds = ds.random_shuffle(seed=RandomSeedConfig(seed=seed, reseed_after_execution=True)
                                if seed is not None else None)
-    return ds.map_batches(_decode_train_batch, fn_kwargs=dict(clip=clip, aug=aug, seed=seed,
-                                                              num_threads=num_threads), **map_args)
+    return ds.map_batches(_decode_train_batch, fn_kwargs=dict(aug=aug, seed=seed, on_device=augment_on_device,
+                                                              **decode), **map_args)
 
 
-def datasets_for(cfg, splits: tuple[str, ...] = ("train", "val")) -> dict:
-    """The Ray datasets of an `ExperimentConfig`'s splits (those it names), keyed by split."""
+def datasets_for(cfg, splits: tuple[str, ...] = ("train", "val"), *, use_gpu: bool = False) -> dict:
+    """The Ray datasets of an `ExperimentConfig`'s splits (those it names), keyed by split.
+
+    `use_gpu`: whether the training workers get GPUs (`ray_setup.use_gpu`); with
+    `augment.on_device: auto` the training split then ships windows for on-device augmentation.
+    """
     d = cfg.data
-    common = dict(num_cpus=d.decode_cpus, decode_batch_size=d.decode_batch_size)
+    common = dict(num_cpus=d.decode_cpus, decode_batch_size=d.decode_batch_size, decode_timeout_s=d.decode_timeout_s)
     out = {}
     if "train" in splits and d.train:
         out["train"] = build_dataset(d.train, "train", ClipSpec.from_config(d), AugmentSpec.from_config(cfg.augment),
-                                     seed=cfg.seed, shuffle=d.shuffle, **common)
+                                     seed=cfg.seed, shuffle=d.shuffle,
+                                     augment_on_device=cfg.augment.resolve_on_device(use_gpu), **common)
     if "val" in splits and d.val:
         out["val"] = build_dataset(d.val, "val", ClipSpec.from_config(d, cfg.eval), None, **common)
     return out
