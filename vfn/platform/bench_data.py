@@ -1,6 +1,15 @@
-"""`vfn bench data`: decoded training clips/s through the full Ray Data pipeline, against the
-raw decord bound (decode the same frames, nothing else), and peak memory for two dataset sizes
-10x apart (streaming execution should keep it flat).
+"""`vfn bench data`: how fast the CPU side feeds training, for the same videos stored two ways.
+
+For the original bytes (`vfn data shard --keep-original`) and the re-encoded, seek-friendly shards
+(`vfn data shard`'s default: short side 256, a keyframe every 8 frames), in one run:
+  * the raw decord bound: decode exactly the frames a clip samples, nothing else, on `--cpus` processes;
+  * decode + augment on the CPU (the pure functions, the same processes);
+  * the full Ray Data pipeline as a GPU worker gets it (`augment.on_device`: decode tasks decode
+    and cut the crop window; augmentation runs on the device), its ratio to the raw bound, and the
+    CPU time it spends per clip (every process of the Ray tree);
+  * peak memory for two dataset sizes 10x apart (streaming execution should keep it flat);
+  * the cost of re-encoding at shard time (videos/s per core) and the size change.
+`--json PATH` writes the figures, top-level keys `original` and `transcoded`.
 
 Data: the real Kinetics-style clips in ../shared/videos (corrupt one excluded), repeated to the
 wanted number of rows and packed into Parquet shards like any user dataset.
@@ -10,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -35,13 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--shard-mb", type=float, default=8.0,
+    parser.add_argument("--shard-mb", type=float, default=2.0,
                         help="shard size; small enough that the small dataset already spans several "
                              "shards, so both sizes run with the same parallelism")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs for the local Ray")
     parser.add_argument("--videos-dir", default=None,
                         help="directory with the shared test videos (default: $VFN_SHARED/videos or ../shared/videos)")
     parser.add_argument("--workdir", default=None, help="where shards go (default: a temporary directory)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON to PATH")
 
 
 def _videos_dir(arg: str | None) -> Path:
@@ -130,9 +141,11 @@ def _raw_decord(datas: list[bytes], frames: int, seed: int = 0) -> float:
 
 def _decode_augment(datas: list[bytes], frames: int, size: int, seed: int = 0) -> float:
     import numpy as np
+    import torch
 
     from vfn.platform.data.clips import AugmentSpec, ClipSpec, decode_train_clip
 
+    torch.set_num_threads(1)  # one process per CPU, as Ray's decode tasks run (more threads oversubscribe)
     clip, aug, rng = ClipSpec(num_frames=frames, input_size=size), AugmentSpec(), np.random.default_rng(seed)
     t = time.perf_counter()
     for d in datas:
@@ -152,13 +165,33 @@ def _parallel(fn, datas, procs: int, *args) -> float:
         return len(datas) / (time.perf_counter() - t)
 
 
-def _epoch(ds, batch_size: int) -> tuple[int, int, float]:
+def _epoch(ds, batch_size: int) -> dict:
+    """One pass: clips, corrupt, whole-pass clips/s, and the steady rate (the middle 80% of the clips,
+    leaving out the per-pass start: planning, listing files, first tasks) that a long epoch sees."""
     n = bad = 0
     t = time.perf_counter()
+    marks = []
     for batch in ds.iter_torch_batches(batch_size=batch_size):
         n += len(batch["label"])
         bad += int((~batch["valid"]).sum())
-    return n, bad, n / (time.perf_counter() - t)
+        marks.append((n, time.perf_counter() - t))
+    lo = next(m for m in marks if m[0] >= 0.1 * n)
+    hi = next(m for m in marks if m[0] >= 0.9 * n)
+    return {"clips": n, "corrupt": bad, "rate": n / marks[-1][1], "steady": (hi[0] - lo[0]) / max(hi[1] - lo[1], 1e-9),
+            "first_batch_s": marks[0][1]}
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """User + system CPU seconds of `root` (default: this process) and its live descendants."""
+    parent = psutil.Process(root or os.getpid())
+    total = 0.0
+    for proc in [parent, *parent.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        total += t.user + t.system
+    return total
 
 
 def start_ray(cpus: int) -> None:
@@ -170,12 +203,92 @@ def start_ray(cpus: int) -> None:
     ray_setup.quiet_ray_data()
 
 
-def run(args: argparse.Namespace) -> int:
-    import ray
+def make_shards(work: Path, vdir: Path, sizes: dict[str, int], encoding, shard_mb: float) -> dict:
+    """Shards of both sizes under `work`, and what packing cost: {size: dir, "pack": {...}}."""
+    from vfn.platform.data.shards import count_videos, read_metadata, write_shards
 
+    out: dict = {}
+    work.mkdir(parents=True, exist_ok=True)
+    for name, n in sizes.items():
+        manifest = work / f"{name}.csv"
+        manifest.write_text("".join(f"{vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]},{i % 5}\n" for i in range(n)))
+        workers = min(8, os.cpu_count() or 1)  # write_shards' default pool
+        report = write_shards(str(manifest), str(work / name), max_shard_bytes=int(shard_mb * 2**20),
+                              encoding=encoding, num_workers=workers, progress=False)
+        out[name] = str(work / name)
+        assert count_videos(out[name]) == n, report.summary()
+        if name == "small":
+            meta = read_metadata(out[name], ["num_bytes", "source_bytes"])
+            stored, source = (sum(meta.column(c).to_pylist()) for c in ("num_bytes", "source_bytes"))
+            # wall time x pool size: the pool's processes have exited, their CPU times with them
+            out["pack"] = {"videos_per_cpu_s": n / (report.seconds * workers), "size_ratio": stored / source}
+    return out
+
+
+def stored_videos(shards: str, n: int) -> list[bytes]:
+    import pyarrow.parquet as pq
+
+    from vfn.platform.data.shards import list_shards
+
+    datas = [v for f in list_shards(shards) for v in pq.read_table(f, columns=["video"]).column("video").to_pylist()]
+    return datas[:n]
+
+
+def cpu_bounds(datas: list[bytes], args) -> dict:
+    """Best of 3 (a busy neighbour should not drag the bounds down): raw decord and decode + augment."""
+    _raw_decord(datas[:3], args.frames), _decode_augment(datas[:3], args.frames, args.input_size)  # warm-up
+    return {"raw_bound_clips_per_s": max(_parallel(_raw_decord, datas, args.cpus, args.frames) for _ in range(3)),
+            "decode_augment_clips_per_s": max(_parallel(_decode_augment, datas, args.cpus, args.frames,
+                                                        args.input_size) for _ in range(3))}
+
+
+def pipeline_figures(shards: dict, args) -> dict:
+    """The Ray Data pipeline in on-device mode. Each size runs twice: for the small one the first pass
+    starts Ray's worker processes and their decode guards and the second is sampled for memory; the
+    large one's first pass is sampled for memory and its second is timed (unsampled: reading every
+    process's smaps for PSS costs CPU the pipeline would otherwise get)."""
     from vfn.platform.data.clips import AugmentSpec, ClipSpec
     from vfn.platform.data.pipeline import build_dataset
-    from vfn.platform.data.shards import count_videos, write_shards
+
+    clip = ClipSpec(num_frames=args.frames, input_size=args.input_size)
+    out = {}
+    for name, sampled in (("small", False), ("small", True), ("large", True), ("large", False)):
+        ds = build_dataset(shards[name], "train", clip, AugmentSpec(), augment_on_device=True)
+        cpu0 = tree_cpu_seconds()
+        if sampled:
+            with PeakMemory() as mem:
+                _epoch(ds, args.batch_size)
+            out[f"peak_mb_{name}"] = mem.peak
+        else:
+            ep = _epoch(ds, args.batch_size)
+    cpu_ms = (tree_cpu_seconds() - cpu0) / ep["clips"] * 1000
+    return out | dict(pipeline_clips_per_s=ep["steady"], pipeline_epoch_clips_per_s=ep["rate"],
+                      epoch_start_s=ep["first_batch_s"], cpu_ms_per_clip=cpu_ms, corrupt=ep["corrupt"])
+
+
+def measure(label: str, work: Path, vdir: Path, sizes: dict, encoding, args) -> dict:
+    import ray
+
+    shards = make_shards(work / label, vdir, sizes, encoding, args.shard_mb)
+    fig = cpu_bounds(stored_videos(shards["small"], args.videos), args)
+    start_ray(args.cpus)
+    try:
+        fig.update(pipeline_figures(shards, args))
+    finally:
+        ray.shutdown()
+    fig["pipeline_over_raw"] = fig["pipeline_clips_per_s"] / fig["raw_bound_clips_per_s"]
+    fig["pack_videos_per_cpu_s"], fig["size_ratio"] = shards["pack"]["videos_per_cpu_s"], shards["pack"]["size_ratio"]
+    _say(f"{label:10s} raw bound {fig['raw_bound_clips_per_s']:6.1f} clips/s | decode+augment "
+         f"{fig['decode_augment_clips_per_s']:6.1f} | pipeline (augment on device) {fig['pipeline_clips_per_s']:6.1f} "
+         f"= {fig['pipeline_over_raw']:.0%} of raw ({fig['pipeline_epoch_clips_per_s']:.1f} over the whole pass, "
+         f"first batch after {fig['epoch_start_s']:.1f} s), {fig['cpu_ms_per_clip']:.1f} CPU ms/clip | peak {MEMORY} "
+         f"{fig['peak_mb_small']:.0f} -> {fig['peak_mb_large']:.0f} MB | packing "
+         f"{fig['pack_videos_per_cpu_s']:.2f} videos/s per core, size x{fig['size_ratio']:.2f}")
+    return fig
+
+
+def run(args: argparse.Namespace) -> int:
+    from vfn.platform.data.transcode import Encoding
 
     vdir = _videos_dir(args.videos_dir)
     missing = [v for v in SHARED_VIDEOS if not (vdir / v).is_file()]
@@ -184,53 +297,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vfn_bench_data_"))
     sizes = {"small": args.videos, "large": args.videos * args.scale}
-    shards = {}
-    for name, n in sizes.items():
-        manifest = work / f"{name}.csv"
-        manifest.write_text("".join(f"{vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]},{i % 5}\n" for i in range(n)))
-        report = write_shards(str(manifest), str(work / name), max_shard_bytes=int(args.shard_mb * 2**20),
-                              progress=False)
-        shards[name] = str(work / name)
-        assert count_videos(shards[name]) == n, report.summary()
-    datas = [(vdir / SHARED_VIDEOS[i % len(SHARED_VIDEOS)]).read_bytes() for i in range(args.videos)]
-    size_mb = sum(len(d) for d in datas) / len(datas) / 2**20
-    _say(f"data: {len(SHARED_VIDEOS)} Kinetics-style clips (240-320p, 164-310 frames, {size_mb:.2f} MB avg) "
-          f"repeated to {sizes['small']} and {sizes['large']} rows; clips {args.frames}x{args.input_size}; "
-          f"{args.cpus} CPUs; load average {os.getloadavg()[0]:.1f} at start")
-
-    _raw_decord(datas[:3], args.frames), _decode_augment(datas[:3], args.frames, args.input_size)  # warm-up
-    # best of 3: the bounds should not be dragged down by a busy neighbour on the machine
-    raw1 = max(_raw_decord(datas, args.frames) for _ in range(3))
-    aug1 = max(_decode_augment(datas, args.frames, args.input_size) for _ in range(3))
-    rawp = max(_parallel(_raw_decord, datas, args.cpus, args.frames) for _ in range(3))
-    augp = max(_parallel(_decode_augment, datas, args.cpus, args.frames, args.input_size) for _ in range(3))
-    _say(f"raw decord bound (sampled frames only): {raw1:7.1f} clips/s on 1 process, "
-          f"{rawp:7.1f} clips/s on {args.cpus}")
-    _say(f"decode + augment (pure functions):      {aug1:7.1f} clips/s on 1 process, "
-          f"{augp:7.1f} clips/s on {args.cpus}")
-
-    start_ray(args.cpus)
-    try:
-        clip = ClipSpec(num_frames=args.frames, input_size=args.input_size)
-        idle = tree_memory_mb()
-        results = {}
-        # the large dataset twice: a plateau on the second pass shows memory is bounded by the
-        # pipeline (worker heaps, block budget), not by how many videos flow through it
-        for name, label in (("small", "small"), ("large", "large"), ("large", "large, 2nd epoch")):
-            ds = build_dataset(shards[name], "train", clip, AugmentSpec())
-            if label == "small":
-                _epoch(ds, args.batch_size)  # warm-up: worker start, imports
-            with PeakMemory() as mem:
-                n, bad, rate = _epoch(ds, args.batch_size)
-            results[label] = (n, rate, mem.peak)
-            _say(f"Ray Data pipeline, {label:16s} ({n:5d} clips): {rate:6.1f} clips/s, peak memory ({MEMORY} of "
-                 f"driver + {mem.procs - 1} Ray processes) {mem.peak:6.0f} MB (idle Ray {idle:.0f} MB); corrupt {bad}")
-        (_, rate_s, mem_s), (_, rate_l, mem_l), (_, _, mem_l2) = results.values()
-        _say(f"load average {os.getloadavg()[0]:.1f} at the end (other work on this machine slows every figure)")
-        _say(f"summary: pipeline {rate_l:.1f} clips/s = {rate_l / rawp:.0%} of the raw decord bound on "
-             f"{args.cpus} CPUs ({rate_l / augp:.0%} of decode+augment in plain processes); peak memory "
-             f"{mem_s:.0f} MB -> {mem_l:.0f} MB for {args.scale}x the videos ({mem_l / mem_s:.2f}x), "
-             f"{mem_l2:.0f} MB on a second pass")
-    finally:
-        ray.shutdown()
+    _say(f"data: {len(SHARED_VIDEOS)} Kinetics-style clips (240-320p, 164-310 frames) repeated to {sizes['small']} "
+         f"and {sizes['large']} rows; clips {args.frames}x{args.input_size}; {args.cpus} CPUs; load average "
+         f"{os.getloadavg()[0]:.1f} at start")
+    result = {label: measure(label, work, vdir, sizes, encoding, args)
+              for label, encoding in (("original", None), ("transcoded", Encoding()))}
+    result["config"] = {k: getattr(args, k) for k in ("videos", "scale", "frames", "input_size", "batch_size", "cpus")}
+    _say(f"load average {os.getloadavg()[0]:.1f} at the end (other work on this machine slows every figure)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _say(f"wrote {args.json}")
     return 0
