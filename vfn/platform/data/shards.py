@@ -121,36 +121,32 @@ def probe_source(data: bytes, full: bool) -> dict:
     return guard_for(FULL_PROBE_TIMEOUT_S if full else PROBE_TIMEOUT_S).call(probe_video, data, full)
 
 
-def probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
-    path, full = args
+def read_and_probe(path: str, full: bool) -> tuple[bytes | None, dict | None, str | None]:
+    """(bytes, probed metadata, None) of a source video, or (None, None, why it is rejected)."""
     try:
         data = read_bytes(path)
     except OSError as e:
-        return None, f"cannot read file: {e}"
+        return None, None, f"cannot read file: {e}"
     if not data:
-        return None, "empty file"
+        return None, None, "empty file"
     try:
-        meta = probe_source(data, full)
+        return data, probe_source(data, full), None
     except CorruptVideoError as e:
-        return None, str(e)
-    meta["num_bytes"] = len(data)
-    return meta, None
+        return None, None, str(e)
+
+
+def probe_file(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
+    data, meta, reason = read_and_probe(*args)
+    return (None, reason) if meta is None else ({**meta, "num_bytes": len(data)}, None)
 
 
 def prepare_video(args: tuple[str, bool, Encoding | None]) -> tuple[dict | None, str | None]:
     """(row fields: the stored video's bytes and metadata plus the source's, None) or (None, why
     the video is rejected). The source is probed first, the re-encoded bytes again after."""
     path, full, encoding = args
-    try:
-        data = read_bytes(path)
-    except OSError as e:
-        return None, f"cannot read file: {e}"
-    if not data:
-        return None, "empty file"
-    try:
-        source = probe_source(data, full)
-    except CorruptVideoError as e:
-        return None, str(e)
+    data, source, reason = read_and_probe(path, full)
+    if source is None:
+        return None, reason
     source_fields = {"source_" + k: v for k, v in source.items()} | {"source_bytes": len(data)}
     if encoding is None:
         return {"video": data, **source, "num_bytes": len(data), **source_fields}, None
