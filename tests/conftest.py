@@ -33,15 +33,15 @@ def ray_session(tmp_path_factory):
     """One local Ray (2 CPUs) for every Ray test: ray.init costs seconds, so it is shared."""
     import ray
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-        ray.init(
-            address="local",  # a fresh instance, never a Ray another process left on this machine
-            num_cpus=2,
-            include_dashboard=True,  # its State API lets Ray Train clean up trials Tune stops
-            log_to_driver=False,
-            _temp_dir=str(Path("/tmp") / f"vfn_ray_{os.getpid()}"),
-        )
+    from vfn.platform.ray_setup import init_ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    init_ray({  # the commands' own set-up: a fresh local instance and its job-wide worker env
+        "num_cpus": 2,
+        "include_dashboard": True,  # its State API lets Ray Train clean up trials Tune stops
+        "log_to_driver": False,
+        "_temp_dir": str(Path("/tmp") / f"vfn_ray_{os.getpid()}"),
+    })
     yield ray
     # left running until interpreter exit: later tests in the same run reuse it
 

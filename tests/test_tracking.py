@@ -98,6 +98,28 @@ def test_large_batches_are_split_by_mlflow(new_run):
     assert len(MlflowClient(uri).get_metric_history(run_id, "train/loss")) == 1001
 
 
+def test_a_restarted_logger_does_not_repeat_logged_steps(new_run):
+    """A worker restored from a checkpoint replays the steps after it: every (metric, step) pair
+    stays logged once, and what comes after the last logged step is logged."""
+    uri, run_id = new_run()
+    first = MetricLogger(uri, run_id)
+    for step in range(1, 8):  # killed after step 7; its checkpoint was at step 4
+        first.log({"train/loss": 1.0, "train/lr": 0.1}, step=step)
+    first.log({"epoch/epoch": 1}, step=1)
+    first.flush()
+    again = MetricLogger(uri, run_id)
+    for step in range(5, 11):
+        again.log({"train/loss": 2.0, "train/lr": 0.1}, step=step)
+    for epoch in (2, 3):
+        again.log({"epoch/epoch": epoch}, step=epoch)
+    again.flush()
+    client = MlflowClient(uri)
+    loss = client.get_metric_history(run_id, "train/loss")
+    assert [m.step for m in loss] == list(range(1, 11))
+    assert [m.value for m in loss] == [1.0] * 7 + [2.0] * 3
+    assert [m.step for m in client.get_metric_history(run_id, "epoch/epoch")] == [1, 2, 3]
+
+
 def test_learning_curves_draw_only_measured_accuracies(new_run, tmp_path):
     """Epochs without validation log the -1.0 checkpoint-ranking placeholder as epoch/val_top1:
     the plot must not draw it (it showed as -100%)."""

@@ -29,7 +29,7 @@ def init_ray(ray_init_kwargs: dict | None = None) -> bool:
     if not address:
         kwargs["address"] = address = "local"
     if address == "local":
-        kwargs["runtime_env"] = with_malloc_arenas(kwargs.get("runtime_env"))
+        kwargs["runtime_env"] = local_job_env(kwargs.get("runtime_env"))
     else:  # a cluster's resources are its own: ray.init refuses num_cpus/num_gpus there
         kwargs.pop("num_cpus", None)
         kwargs.pop("num_gpus", None)
@@ -37,14 +37,33 @@ def init_ray(ray_init_kwargs: dict | None = None) -> bool:
     return address == "local"
 
 
-def with_malloc_arenas(runtime_env: dict | None) -> dict:
-    """A job-wide runtime env with `MALLOC_ARENA_MAX=2`: decode tasks allocate many frame-sized
-    buffers from several threads (decord, torch), and fewer malloc arenas keep their heap ~25%
-    smaller at no measurable cost. Job-wide, tasks reuse the job's worker processes; a per-task
-    runtime_env would start new ones for every epoch. (A cluster sets it in its nodes' env.)"""
+def local_job_env(runtime_env: dict | None) -> dict:
+    """The job-wide runtime env of a local Ray we start (job-wide, tasks reuse the job's worker
+    processes; a per-task runtime_env would start new ones for every epoch):
+
+    - `MALLOC_ARENA_MAX=2`: decode tasks allocate many frame-sized buffers from several threads
+      (decord, torch), and fewer malloc arenas keep their heap ~25% smaller at no measurable cost
+      (a cluster sets it in its nodes' env);
+    - `pin_state_api_address` in every worker process (see there).
+    """
     env = dict(runtime_env or {})
     env["env_vars"] = {"MALLOC_ARENA_MAX": "2", **env.get("env_vars", {})}
+    env.setdefault("worker_process_setup_hook", "vfn.platform.ray_setup.pin_state_api_address")
     return env
+
+
+def pin_state_api_address() -> None:
+    """Point Ray's State API in this worker at the cluster the worker belongs to.
+
+    With no address, Ray's State API (`ray.util.state`) connects to the cluster named in
+    `/tmp/ray/ray_current_cluster`, which `ray start` and `ray.cluster_utils.Cluster` write and
+    `ray.init(address="local")` does not. Ray Train's `PlacementGroupCleaner` actor asks the State
+    API every second whether the Train controller is alive; with a stale file it waits ~40 s on a
+    dead GCS instead, every controller's shutdown waits 12 s for the cleaner to stop, and a
+    controller that dies (a trial Tune stops) leaves its workers' placement group reserved.
+    Ray reads `RAY_ADDRESS` before that file.
+    """
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
 def quiet_ray_data() -> None:

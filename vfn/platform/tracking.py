@@ -163,13 +163,24 @@ def start_run(
 
 
 class MetricLogger:
-    """Rank 0's metric logging: buffered, flushed in batches (one round trip per flush)."""
+    """Rank 0's metric logging: buffered, flushed in batches (one round trip per flush).
+
+    Every (metric, step) pair is logged once per run: a worker that restarts from a checkpoint (a
+    lost worker, a killed driver run again) repeats the steps after that checkpoint, and MLflow
+    keeps every point it is sent (it cannot delete one). So the logger first reads the last step
+    already logged for each metric and skips what it would repeat.
+    """
 
     def __init__(self, uri: str | None, run_id: str | None, flush_every: int = 50):
         self.client = mlflow_client(uri) if uri and run_id else None
         self.run_id = run_id
         self.flush_every = flush_every
         self._buffer: list = []
+        self._logged_to = self._last_logged_steps() if self.client is not None else {}
+
+    def _last_logged_steps(self) -> dict[str, int]:
+        keys = self.client.get_run(self.run_id).data.metrics
+        return {k: max(m.step for m in self.client.get_metric_history(self.run_id, k)) for k in keys}
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.client is None:
@@ -177,7 +188,8 @@ class MetricLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if v is not None]
+        self._buffer += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                         if v is not None and step > self._logged_to.get(k, -1)]
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
