@@ -1,17 +1,23 @@
-"""Side-by-side comparison of MLflow runs: the params that differ, the metrics, and two plots.
+"""Side-by-side comparison of MLflow runs: the params that differ, the metric's best and last
+values, and two plots.
 
 Runs are named by run id, run name, or experiment name (all its runs); `filter` is an MLflow
 search expression such as "params.`model.design` = 'spatial'" or "tags.design = 'parallel'".
+A sweep's or ablation's parent run (which holds the base experiment as `base.*` params) is shown
+as a heading over its trials, not as a row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_METRICS = ("epoch/val_top1", "epoch/val_top5", "epoch/train_top1", "epoch/train_clips_per_s")
+FORMATS = ("table", "csv", "md")
+NAME_WIDTH = 36  # run names of sweep trials spell out their setting: the differing params show it anyway
 
 
 class CompareError(ValueError):
@@ -27,10 +33,20 @@ class RunRow:
     params: dict[str, str]
     metrics: dict[str, float]
     tags: dict[str, str]
+    best: float | None = None  # of the compared metric over its history
+    children: list[RunRow] = field(default_factory=list)  # a sweep parent's trials
 
     @property
     def gflops(self) -> float:
         return float(self.tags.get("gflops_per_view", "nan"))
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.tags.get("mlflow.parentRunId")
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.tags.get("vfn.kind") in ("sweep", "ablate")
 
 
 def find_runs(client, selectors: list[str], filter_string: str = "", max_runs: int = 200) -> list[RunRow]:
@@ -65,12 +81,15 @@ def find_runs(client, selectors: list[str], filter_string: str = "", max_runs: i
         if r.info.run_id in seen:
             continue
         seen.add(r.info.run_id)
-        rows.append(RunRow(r.info.run_id, r.info.run_name or r.info.run_id[:8],
-                           experiments.get(r.info.experiment_id, "?"), r.info.status,
-                           dict(r.data.params), dict(r.data.metrics), dict(r.data.tags)))
+        rows.append(run_row(r, experiments.get(r.info.experiment_id, "?")))
     if not rows:
         raise CompareError(f"no runs match{f' filter {filter_string!r}' if filter_string else ''}")
     return rows
+
+
+def run_row(run, experiment: str) -> RunRow:
+    return RunRow(run.info.run_id, run.info.run_name or run.info.run_id[:8], experiment, run.info.status,
+                  dict(run.data.params), dict(run.data.metrics), dict(run.data.tags))
 
 
 def differing_params(rows: list[RunRow], ignore_prefixes: tuple[str, ...] = ("tracking.", "output.", "data.train",
@@ -79,21 +98,77 @@ def differing_params(rows: list[RunRow], ignore_prefixes: tuple[str, ...] = ("tr
     return [k for k in keys if not k.startswith(ignore_prefixes) and len({r.params.get(k) for r in rows}) > 1]
 
 
-def table(rows: list[RunRow], metrics: list[str], sort_by: str | None = None) -> str:
-    params = differing_params(rows)
-    if sort_by:
-        rows = sorted(rows, key=lambda r: -r.metrics.get(sort_by, -math.inf))
-    head = ["run", "id", "status", *params, "GFLOPs", *metrics]
-    body = []
+def group_sweeps(client, rows: list[RunRow]) -> list[RunRow]:
+    """Top-level rows: a sweep parent carries its trials (those among `rows`, or all of them when
+    only the parent was named) as `children`; plain runs stay rows."""
+    parents = {r.run_id: r for r in rows if r.is_sweep}
+    for parent in parents.values():
+        parent.children = [r for r in rows if r.parent_id == parent.run_id]
+        if not parent.children:
+            found = client.search_runs([client.get_run(parent.run_id).info.experiment_id],
+                                       f"tags.mlflow.parentRunId = '{parent.run_id}'", max_results=1000)
+            parent.children = [run_row(r, parent.experiment) for r in found]
+    return [r for r in rows if r.run_id in parents or r.parent_id not in parents]
+
+
+def add_best(client, rows: list[RunRow], metric: str, mode: str) -> None:
+    """Each run's best value of `metric` over its logged history (max or min)."""
+    pick = max if mode == "max" else min
     for r in rows:
-        values = [f"{r.metrics[m]:.4g}" if m in r.metrics else "-" for m in metrics]
-        body.append([r.name, r.run_id[:8], r.status, *(r.params.get(p, "-") for p in params),
-                     r.tags.get("gflops_per_view", "-"), *values])
+        history = [m.value for m in client.get_metric_history(r.run_id, metric)]
+        r.best = pick(history) if history else None
+
+
+def table(groups: list[RunRow], metric: str, mode: str = "max", fmt: str = "table", all_params: bool = False) -> str:
+    """Runs (sweep trials under their sweep's heading) with the params that differ between them (all
+    with `all_params`), GFLOPs per view, and the metric's best and last values, best first."""
+    if fmt not in FORMATS:
+        raise CompareError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    runs = [r for g in groups for r in (g.children if g.is_sweep else [g])]
+    params = sorted({k for r in runs for k in r.params}) if all_params else differing_params(runs)
+    short = metric.removeprefix("epoch/")
+    head = ["run", "status", *params, "GFLOPs", f"best {short}", f"last {short}"]
+    body: list[list[str]] = []
+    for g in sorted(groups, key=lambda g: _rank(g, mode)):
+        members = sorted(g.children, key=lambda r: _rank(r, mode)) if g.is_sweep else [g]
+        if g.is_sweep:
+            body.append([f"{g.tags['vfn.kind']} {g.name} ({len(g.children)} trials)", g.status]
+                        + [""] * (len(head) - 2))
+        for r in members:
+            name = ("  " if g.is_sweep else "") + _clip(r.name, NAME_WIDTH)
+            body.append([name, r.status, *(r.params.get(p, "-") for p in params),
+                         r.tags.get("gflops_per_view", "-"), _value(r.best), _value(r.metrics.get(metric))])
+    return render(head, body, fmt)
+
+
+def _rank(r: RunRow, mode: str) -> float:
+    value = r.best if not r.is_sweep else max((c.best for c in r.children if c.best is not None), default=None)
+    if value is None:
+        return math.inf
+    return -value if mode == "max" else value
+
+
+def _value(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def render(head: list[str], body: list[list[str]], fmt: str) -> str:
+    """Aligned text, CSV, or a Markdown table."""
+    if fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([head, *body])
+        return out.getvalue().rstrip("\n")
+    if fmt == "md":
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(str(x).strip() for x in row) + " |" for row in body])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*(str(x) for x in row)) for row in body]
-    return "\n".join(lines)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [line.format(*head), line.format(*("-" * w for w in widths))]
+    return "\n".join(ln.rstrip() for ln in lines + [line.format(*(str(x) for x in row)) for row in body])
 
 
 def plot(client, rows: list[RunRow], metric: str, out: Path) -> Path:
@@ -121,12 +196,16 @@ def plot(client, rows: list[RunRow], metric: str, out: Path) -> Path:
 
 
 def compare(tracking_uri: str, selectors: list[str], metric: str, filter_string: str = "",
-            out: Path | None = None, extra_metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, Any]:
+            out: Path | None = None, fmt: str = "table", all_params: bool = False,
+            mode: str | None = None) -> dict[str, Any]:
+    """The comparison table (and with `out` the plot); `mode` defaults to min for losses, else max."""
     from .tracking import mlflow_client
 
     client = mlflow_client(tracking_uri)
-    rows = find_runs(client, selectors, filter_string)
-    metrics = list(dict.fromkeys([metric, *extra_metrics]))
-    text = table(rows, metrics, sort_by=metric)
-    png = plot(client, rows, metric, out) if out else None
-    return {"rows": rows, "table": text, "png": png}
+    mode = mode or ("min" if "loss" in metric else "max")
+    groups = group_sweeps(client, find_runs(client, selectors, filter_string))
+    runs = [r for g in groups for r in (g.children if g.is_sweep else [g])]
+    add_best(client, runs, metric, mode)
+    text = table(groups, metric, mode, fmt, all_params)
+    png = plot(client, runs, metric, out) if out else None
+    return {"rows": runs, "groups": groups, "table": text, "png": png}
