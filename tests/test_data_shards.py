@@ -228,3 +228,18 @@ def test_a_probe_over_its_time_limit_rejects_the_video(tmp_path, shared_dir, mon
                           encoding=None)
     assert report.videos == 0 and len(report.rejected) == 1
     assert "limit" in report.rejected[0][3], report.rejected
+
+
+def test_a_truncated_shard_is_named_before_ray_starts(tiny_shards, tmp_path):
+    import re
+    import shutil
+
+    from vfn.platform.config import ConfigError, load_config
+    from vfn.platform.train import make_plan
+
+    shutil.copytree(tiny_shards / "train", tmp_path / "train")
+    victim = sorted((tmp_path / "train").glob("*.parquet"))[-1]
+    victim.write_bytes(victim.read_bytes()[:1000])  # a copy cut short
+    cfg = load_config(None, [f"data.train={tmp_path / 'train'}", "data.num_classes=4"])
+    with pytest.raises(ConfigError, match=rf"^data.train: cannot read shards at .* \({re.escape(str(victim))}: "):
+        make_plan(cfg)

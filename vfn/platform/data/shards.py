@@ -49,11 +49,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from vfn.errors import first_line
 from vfn.platform.data.clips import CorruptVideoError, open_video, read_frames
 from vfn.platform.data.guard import guard_for
 from vfn.platform.data.manifest import VideoRecord, read_manifest
 from vfn.platform.data.transcode import Encoding, TranscodeError, encoding_json, transcode
 from vfn.platform.storage import join, read_bytes, read_text, resolve, write_text
+
 
 log = logging.getLogger(__name__)
 
@@ -436,9 +438,17 @@ def list_shards(location: str | list[str]) -> list[str]:
     return [join(location, n) for n in names]
 
 
+class ShardReadError(OSError):
+    """A shard file that cannot be read as Parquet; the message starts with its path."""
+
+
 def _parquet_file(path: str) -> pq.ParquetFile:
+    """A shard's Parquet file; one that cannot be read (truncated, not Parquet) is named in the error."""
     fs, p = resolve(path)
-    return pq.ParquetFile(fs.open_input_file(p))
+    try:
+        return pq.ParquetFile(fs.open_input_file(p))
+    except (OSError, pa.ArrowException) as e:
+        raise ShardReadError(f"{path}: {first_line(e)}") from None
 
 
 def count_videos(shards: str | list[str]) -> int:
