@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
 from pathlib import Path
 
 import pytest
@@ -46,20 +45,21 @@ def ray_session(tmp_path_factory):
     # left running until interpreter exit: later tests in the same run reuse it
 
 
-def _live_placement_groups() -> dict[str, dict]:
+def live_placement_groups() -> dict[str, dict]:
+    """Placement groups of the test session's Ray that are not removed, by id."""
     import ray.util
 
     return {pg_id: pg for pg_id, pg in ray.util.placement_group_table().items() if pg["state"] != "REMOVED"}
 
 
 @pytest.fixture(autouse=True)
-def _free_leaked_placement_groups(request):
-    """Free placement groups a Ray test left reserved, and name the test in a warning.
+def _no_leaked_placement_groups(request):
+    """A Ray test that leaves a placement group reserved fails.
 
-    Every Ray test shares one 2-CPU session; a placement group left behind by one test (Ray Train
-    removes its worker group's asynchronously, so we wait a little first) would starve the next
-    test's decode tasks, and that test would wait for data forever. A leak inside one test shows
-    there as a hang, which pytest-timeout turns into a failure.
+    Every Ray test shares one 2-CPU session, and on a cluster a leaked group holds a worker's CPUs
+    (or GPU) until the cluster is torn down. Ray Train removes its worker group's asynchronously
+    (and a stopped trial's through its PlacementGroupCleaner), so the fixture waits a little first;
+    what is still there is removed, so later tests are not starved, and reported as this test's error.
     """
     if "ray_session" not in request.fixturenames:
         yield
@@ -68,23 +68,18 @@ def _free_leaked_placement_groups(request):
     import ray.util
     from ray.util.placement_group import PlacementGroup
 
-    before = set(_live_placement_groups())
-    free_cpus = ray.available_resources().get("CPU", 0)
+    before = set(live_placement_groups())
     yield
-    deadline = time.monotonic() + 60
-    while ((leaked := {k: v for k, v in _live_placement_groups().items() if k not in before})
+    deadline = time.monotonic() + 30
+    while ((leaked := {k: v for k, v in live_placement_groups().items() if k not in before})
            and time.monotonic() < deadline):
-        time.sleep(1)
+        time.sleep(0.5)
     for pg_id in leaked:
         ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
-    deadline = time.monotonic() + 20  # removal is asynchronous: let the CPUs come back first
-    while leaked and ray.available_resources().get("CPU", 0) < free_cpus and time.monotonic() < deadline:
-        time.sleep(0.5)
     if leaked:
         held = [f"{pg['name'] or pg_id[:8]} {pg['state']} {list(pg['bundles'].values())}"
                 for pg_id, pg in leaked.items()]
-        warnings.warn(f"{request.node.nodeid}: placement groups still reserved 60 s after the test, "
-                      f"now removed: {held}", RuntimeWarning, stacklevel=1)
+        pytest.fail(f"placement groups still reserved 30 s after the test (now removed): {held}")
 
 
 @pytest.fixture(scope="session")

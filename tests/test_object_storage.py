@@ -1,16 +1,19 @@
 """Object storage, as on the cluster, against a real S3 API: moto's server on 127.0.0.1.
 
-Shards, Ray Train's run directory and checkpoints, and MLflow's artifacts (through a real
-`mlflow server --artifacts-destination s3://...`) all live in the bucket; the training run loses
-its worker, restores from the checkpoint on S3 and finishes with the full step count; `vfn eval`
-then reads the run back from S3. The drivers run as subprocesses with their own local Ray, whose
-workers inherit the S3 endpoint from the environment as a cluster's nodes would.
+Shards, Ray Train's run directory and checkpoints, Tune's experiment state and MLflow's artifacts
+(through a real `mlflow server --artifacts-destination s3://...`) all live in the bucket. A killed
+`vfn train` driver and a killed `vfn ablate` driver each resume with the same command from what is
+in the bucket (a lost head node; the drivers run as subprocesses with their own local Ray, whose
+workers inherit the S3 endpoint from the environment as a cluster's nodes would); `vfn eval` reads
+the run back from S3.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,38 +142,84 @@ def _vfn(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+def _registered_checkpoint(run_prefix: str) -> bool:
+    """Ray Train has registered a checkpoint of the run (its snapshot names one)."""
+    import boto3
+
+    key = f"{run_prefix}checkpoint_manager_snapshot.json"
+    if key not in s3_keys(key):
+        return False
+    return "checkpoint_" in boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+
+def _kill_driver_after_first_checkpoint(command: list[str], env: dict, cwd: Path, run_prefix: str) -> str:
+    """Start `vfn train`, SIGKILL its driver process (only it) once Ray Train has registered the
+    first checkpoint, while the next epoch runs; returns its output."""
+    log_path = cwd / "killed-driver.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            deadline = time.time() + 600
+            while not _registered_checkpoint(run_prefix):
+                assert proc.poll() is None, f"the run ended before it could be killed:\n{log_path.read_text()[-3000:]}"
+                assert time.time() < deadline, "no checkpoint within 10 minutes"
+                time.sleep(0.3)
+            os.kill(proc.pid, signal.SIGKILL)  # the driver only: Ray's reaper takes its local cluster down
+            proc.wait(timeout=60)
+        finally:
+            time.sleep(5)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever of its Ray the reaper left
+    return log_path.read_text()
+
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, s3_mlflow, tiny_shards, tmp_path):
+def test_training_on_s3_resumes_after_a_killed_driver_and_evaluates_from_s3(s3_env, s3_mlflow, tiny_shards, tmp_path):
+    """`vfn train` killed (SIGKILL) in the middle of its second epoch, then the same command again:
+    the run continues from its checkpoint in the bucket to the full optimiser step count, in the one
+    MLflow run, with every (metric, step) logged once."""
     from mlflow.tracking import MlflowClient
 
-    from vfn.platform import storage
     from vfn.platform.checkpoints import load_state, read_run_index
     from vfn.platform.data.shards import count_videos
 
     data = upload_shards(tiny_shards, "shards")
     root = f"s3://{BUCKET}/work"
     env = driver_env(s3_env)
-    raw = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 2}, eval={"every_epochs": 1},
-                          scaling={"max_failures": 1}, tracking={"tracking_uri": s3_mlflow, "experiment": "s3"},
-                          debug={"kill_worker_after_epoch": 1, "kill_rank": 0},
+    raw = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 3}, eval={"every_epochs": 1},
+                          tracking={"tracking_uri": s3_mlflow, "experiment": "s3", "log_every_steps": 1},
                           output={"root": root, "name": "s3run", "checkpoint_every": 1})
     raw["data"].update(train=f"{data}/train", val=f"{data}/val")
     (tmp_path / "s3.yaml").write_text(yaml.safe_dump(raw))
-    train = _vfn(["train", "s3.yaml", "--address", "local"], env, tmp_path)
+    command = [sys.executable, "-c", "import sys; from vfn.cli import main; sys.exit(main())",
+               "train", "s3.yaml", "--address", "local"]
+    _kill_driver_after_first_checkpoint(command, env, tmp_path, "work/runs/s3run/")
+    train = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
 
-    # one worker of one, batch 4: steps per epoch = ceil(videos / 4)
-    steps = 2 * -(-count_videos(str(tiny_shards / "train")) // 4)
-    assert f"2 epochs, {steps} optimiser steps, recovered from 1 worker failure(s)" in train.stdout
+    # one worker of one, batch 4: steps per epoch = ceil(videos / 4), as if never interrupted
+    steps = 3 * -(-count_videos(str(tiny_shards / "train")) // 4)
+    assert f"3 epochs, {steps} optimiser steps, resumed from a checkpoint 1 time(s)" in train.stdout
     run_dir = f"{root}/runs/s3run"
-    assert storage.exists(f"{run_dir}/.killed_after_epoch_1")  # the worker died, once
     index = read_run_index(run_dir)
     assert index["best_checkpoint"].startswith(f"{run_dir}/checkpoint_")
     state = load_state(index["latest_checkpoint"])  # downloaded from S3, weights_only
-    assert state["epoch"] == 2 and state["global_step"] == steps
+    assert state["epoch"] == 3 and state["global_step"] == steps and state["restarts"] == 1
     assert not (tmp_path / "runs").exists()  # nothing fell back to the local disk
     assert {"work/runs/s3run/config.yaml", "work/runs/s3run/learning_curves.png"} <= set(s3_keys("work/runs/s3run/"))
+
+    # one MLflow run; every metric's steps logged once, the epochs 1, 2, 3 once each
+    client = MlflowClient(tracking_uri=s3_mlflow)
+    experiment = client.get_experiment_by_name("s3")
+    assert [r.info.run_id for r in client.search_runs([experiment.experiment_id])] == [index["mlflow_run_id"]]
+    run_id = index["mlflow_run_id"]
+    for key in client.get_run(run_id).data.metrics:
+        logged = [m.step for m in client.get_metric_history(run_id, key)]
+        assert len(logged) == len(set(logged)), (key, sorted(logged))
+    assert sorted(m.step for m in client.get_metric_history(run_id, "epoch/train_loss")) == [1, 2, 3]
+    assert sorted(m.step for m in client.get_metric_history(run_id, "train/loss")) == list(range(1, steps + 1))
 
     # MLflow: metrics over HTTP, artifacts proxied by the server into the bucket
     client = MlflowClient(tracking_uri=s3_mlflow)
@@ -178,7 +227,7 @@ def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, s3_
     assert run.info.status == "FINISHED" and run.data.tags["vfn.run_dir"] == run_dir
     assert run.data.params["model.embed_dim"] == "8" and run.data.params["data.num_classes"] == "4"
     assert run.data.tags["design"] == "parallel" and float(run.data.tags["gflops_per_view"]) > 0
-    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")) == [1, 2]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_top1")) == [1, 2, 3]
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the local default store
     stored = s3_keys("mlartifacts/")
     for name in ("config.yaml", "learning_curves.png", "best_checkpoint/checkpoint.pt"):
@@ -191,39 +240,94 @@ def test_training_on_s3_survives_a_lost_worker_and_evaluates_from_s3(s3_env, s3_
     assert "eval_top1" in client.get_run(run.info.run_id).data.metrics
 
 
+def _sweep_runs(prefix: str) -> tuple[list[str], list[str]]:
+    """(finished, interrupted-with-a-checkpoint) trial run directories under an S3 prefix: a finished
+    one has the driver's run index, an interrupted one a registered checkpoint and no index yet."""
+    keys = s3_keys(prefix)
+    runs = sorted({k[:k.index("/", len(prefix)) + 1] for k in keys if "/" in k[len(prefix):]})
+    finished = [r for r in runs if f"{r}vfn_run.json" in keys]
+    interrupted = [r for r in runs if r not in finished and _registered_checkpoint(r)]
+    return finished, interrupted
+
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_sweep_on_s3_writes_its_state_and_report_there_and_restores_from_it(s3_env, s3_mlflow, tiny_shards, tmp_path):
-    """The driver's state lives in the bucket: a second `vfn ablate` (a new head, a laptop) restores
-    the finished experiment from S3 instead of running it again."""
+def test_killed_sweep_driver_resumes_from_the_bucket_without_rerunning_finished_trials(s3_env, s3_mlflow, tiny_shards,
+                                                                                      tmp_path):
+    """`vfn ablate` with its state, runs and checkpoints in the bucket is killed (its whole process
+    group, as a lost head node) between a finished and a running trial; the same command again (a
+    new head) restores the experiment from S3: the finished trial is not re-run, the interrupted one
+    continues from its checkpoint to the same step count, and the terminal stays readable."""
     from mlflow.tracking import MlflowClient
 
     data = upload_shards(tiny_shards, "sweep-shards")
     root = f"s3://{BUCKET}/sweep-work"
-    base = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 1},
-                           tracking={"tracking_uri": s3_mlflow, "experiment": "s3-sweep"}, output={"root": root})
+    base = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 3}, eval={"every_epochs": 1},
+                           tracking={"tracking_uri": s3_mlflow, "experiment": "s3-sweep"},
+                           output={"root": root, "checkpoint_every": 1})
     base["data"].update(train=f"{data}/train", val=f"{data}/val")
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     (tmp_path / "ablate.yaml").write_text(yaml.safe_dump({
         "name": "s3abl", "base": "base.yaml", "space": {"model.design": {"grid": ["parallel", "spatial"]}},
         "seeds": [0], "trial": {"num_workers": 1, "cpus_per_worker": 0.5},
+        "max_concurrent_trials": 1,  # one after the other: the kill lands between a finished and a running trial
     }))
     env = driver_env(s3_env)
-    first = _vfn(["ablate", "ablate.yaml", "--address", "local"], env, tmp_path)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    command = [sys.executable, "-c", "import sys; from vfn.cli import main; sys.exit(main())",
+               "ablate", "ablate.yaml", "--address", "local"]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            deadline = time.time() + 600
+            while not all(_sweep_runs("sweep-work/runs/")):
+                assert first.poll() is None, f"the sweep ended first:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+                assert time.time() < deadline, "timed out waiting for a finished and an interrupted trial"
+                time.sleep(0.5)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(first.pid, signal.SIGKILL)
+    (finished,), (interrupted,) = _sweep_runs("sweep-work/runs/")
+    client = MlflowClient(tracking_uri=s3_mlflow)
+    done_run = read_run_index_of(finished)["mlflow_run_id"]
+    done_end = client.get_run(done_run).info.end_time
+    time.sleep(5)  # Ray's reaper takes the dead driver's local cluster down
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming" in again.stdout and "| parallel |" in again.stdout and "| spatial |" in again.stdout
+    # quiet: trial lines; Ray's own output (per-report dicts, worker-start warnings, Tune's tables) in a log
+    assert "Ray's own output: " in again.stdout and "epoch 3/3" in again.stdout and " done, " in again.stdout
+    for noise in ("TrainingReport(", "PYTHON worker processes", "Trial status", "Deprecat"):
+        assert noise not in again.stdout + again.stderr, noise
+
+    # the driver's state, Tune's experiment and the report live in the bucket
     exp = "sweep-work/ray_results/s3abl/"
     keys = set(s3_keys(exp))
     assert {exp + "vfn_sweep.json", exp + "report/ablation.md", exp + "report/ablation.csv"} <= keys
-    assert any(k.startswith(exp) and k.endswith("tuner.pkl") for k in keys)  # Tune's own experiment state
-    assert len({k.split("/")[2] for k in s3_keys("sweep-work/runs/s3abl-")}) == 2  # one run directory per trial
+    assert any(k.startswith(exp) and k.endswith("tuner.pkl") for k in keys)
     assert not (tmp_path / "ray_results").exists() and not (tmp_path / "runs").exists()
 
-    again = _vfn(["ablate", "ablate.yaml", "--address", "local"], env, tmp_path)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "resuming" in again.stdout and "| parallel |" in again.stdout and "| spatial |" in again.stdout
-    client = MlflowClient(tracking_uri=s3_mlflow)
+    # MLflow: the restored sweep reopened its parent run; two children, the finished one untouched,
+    # the interrupted one continued from its checkpoint to the same step count, each epoch logged once
     experiment = client.get_experiment_by_name("s3-sweep")
     parents = client.search_runs([experiment.experiment_id], "tags.`vfn.kind` = 'ablate'")
-    assert len(parents) == 1  # the restored sweep reopened its parent run
+    assert len(parents) == 1
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
-    assert len(children) == 2  # and trained nothing again
+    assert len(children) == 2
+    assert client.get_run(done_run).info.end_time == done_end, "the finished trial was run again"
+    resumed = client.get_run(read_run_index_of(interrupted)["mlflow_run_id"])
+    assert resumed.info.status == "FINISHED" and resumed.data.tags.get("vfn.resumed") == "true"
+    assert resumed.data.metrics["epoch/restarts"] >= 1
+    done_steps = client.get_run(done_run).data.tags["final.global_step"]
+    assert resumed.data.tags["final.global_step"] == done_steps and int(done_steps) > 0
+    for run_id in (done_run, resumed.info.run_id):
+        assert sorted(m.step for m in client.get_metric_history(run_id, "epoch/train_loss")) == [1, 2, 3]
+
+
+def read_run_index_of(run_prefix: str) -> dict:
+    from vfn.platform.checkpoints import read_run_index
+
+    return read_run_index(f"s3://{BUCKET}/{run_prefix}")

@@ -25,6 +25,7 @@ from typing import Any
 from . import ray_setup, storage
 from .config import ExperimentConfig, validate
 from .report import TrialOutcome, ablation_rows, model_cost, row_name, write_report
+from .sweep_progress import SweepProgress, quiet_ray_output, trial_error_line
 from .sweep_spec import SweepSpec
 from .tracking import experiment_id, mlflow_client, tracking_uri
 
@@ -61,15 +62,17 @@ def _run_trial(config: dict[str, Any], *, base: dict[str, Any], spec: dict[str, 
                parent_run_id: str | None) -> None:
     """One Tune trial: an ordinary training run of the trial's config, reporting to Tune."""
     from ray import tune
+
+    spec_ = SweepSpec.model_validate(spec)
+    trial_id = tune.get_context().get_trial_id()
+    # an impossible value in the search space raises ConfigError here, before torch and Ray Train
+    # are imported: this trial fails at once with its reason
+    overrides = trial_overrides(spec_, config["params"], config["seed"], trial_id, parent_run_id)
+    cfg = validate(base).with_overrides(overrides)
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from .train import run_training
 
-    spec_ = SweepSpec.model_validate(spec)
-    trial_id = tune.get_context().get_trial_id()
-    # an impossible value in the search space raises ConfigError here: this trial fails with its reason
-    overrides = trial_overrides(spec_, config["params"], config["seed"], trial_id, parent_run_id)
-    cfg = validate(base).with_overrides(overrides)
     setting = ", ".join(f"{k}={v}" for k, v in config["params"].items())
     run_training(
         cfg,
@@ -138,12 +141,7 @@ def _outcomes(result_grid, spec: SweepSpec) -> list[TrialOutcome]:
     outcomes = []
     for r in result_grid:
         config = r.config or {}
-        error = None
-        if r.error is not None:
-            text = str(r.error).strip()
-            # Tune wraps the trial's exception: keep the line that says what went wrong
-            lines = [ln for ln in text.splitlines() if "Error:" in ln] or text.splitlines() or [type(r.error).__name__]
-            error = lines[-1].strip()
+        error = trial_error_line(r.error) if r.error is not None else None
         outcomes.append(TrialOutcome(
             setting=dict(config.get("params", {})), seed=int(config.get("seed", 0)),
             metrics={k: v for k, v in (r.metrics or {}).items() if isinstance(v, (int, float))},
@@ -153,9 +151,9 @@ def _outcomes(result_grid, spec: SweepSpec) -> list[TrialOutcome]:
 
 
 def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
-              ray_init_kwargs: dict | None = None) -> SweepResult:
-    from ray import tune
-
+              ray_init_kwargs: dict | None = None, verbose: bool = False) -> SweepResult:
+    """Run (or resume) a sweep. Unless `verbose`, the terminal shows `SweepProgress`'s lines and
+    Ray's own output goes to a log file under the sweep's directory (its path is printed)."""
     t0 = time.time()
     results = storage.join(storage.absolute(base.output.root), "ray_results")  # Tune takes URIs as well
     exp_dir = storage.join(results, spec.name)
@@ -164,9 +162,36 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
     # matters). The dashboard serves the State API that Ray Train's PlacementGroupCleaner needs: when
     # Tune stops a trial (ASHA, max_t) it kills the trial's controller, and only the cleaner then frees
     # the workers' placement group; without it the CPUs leak and later trials wait forever
-    ray_setup.init_ray({"include_dashboard": True, **(ray_init_kwargs or {})})
-    concurrent, _ = _resources(spec, base)
-    parent_run_id, uri = _parent_run(base, spec, state_path, kind)
+    log_path = ray_log_path(exp_dir, spec)
+    with quiet_ray_output(log_path, verbose):
+        ray_setup.init_ray({"include_dashboard": True, "log_to_driver": verbose, **(ray_init_kwargs or {})})
+        concurrent, _ = _resources(spec, base)
+        parent_run_id, uri = _parent_run(base, spec, state_path, kind)
+        if not verbose:
+            print(f"{kind} '{spec.name}': {spec.trial_count} trials, up to {concurrent} at a time; "
+                  f"Ray's own output: {log_path} (--verbose shows it here)", flush=True)
+        storage.write_text(state_path, json.dumps({"parent_run_id": parent_run_id, "tracking_uri": uri,
+                                                   "kind": kind}))
+        progress = SweepProgress(spec.trial_count, base.optim.epochs, spec.metric, concurrent, spec.row_keys)
+        grid = fit_tuner(spec, base, exp_dir, results, parent_run_id, concurrent, kind,
+                         callbacks=[] if verbose else [progress], verbose=verbose)
+    outcomes = _outcomes(grid, spec)
+    result = SweepResult(spec.name or "", exp_dir, parent_run_id, uri, outcomes, time.time() - t0)
+    _finish(result, spec, base, kind)
+    return result
+
+
+def ray_log_path(exp_dir: str, spec: SweepSpec) -> Path:
+    """Where a sweep's Ray output goes: its directory, or a local file when that is a bucket."""
+    if storage.is_remote(exp_dir):
+        return Path(tempfile.gettempdir()) / f"vfn-{spec.name}-ray.log"
+    return Path(exp_dir) / "ray.log"
+
+
+def fit_tuner(spec: SweepSpec, base: ExperimentConfig, exp_dir: str, results: str, parent_run_id: str | None,
+              concurrent: int, kind: str, callbacks: list, verbose: bool):
+    """A new Tuner, or the interrupted one restored from `exp_dir`; returns its result grid."""
+    from ray import tune
 
     trainable = tune.with_resources(
         functools.partial(_run_trial, base=base.to_dict(), spec=spec.model_dump(mode="json"),
@@ -195,14 +220,10 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
                          "seed": tune.grid_search(spec.seeds)},
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                         scheduler=scheduler, max_concurrent_trials=concurrent),
-            run_config=tune.RunConfig(name=spec.name, storage_path=results, verbose=1),
+            run_config=tune.RunConfig(name=spec.name, storage_path=results, verbose=1 if verbose else 0,
+                                      callbacks=callbacks),
         )
-    storage.write_text(state_path, json.dumps({"parent_run_id": parent_run_id, "tracking_uri": uri, "kind": kind}))
-    grid = tuner.fit()
-    outcomes = _outcomes(grid, spec)
-    result = SweepResult(spec.name or "", exp_dir, parent_run_id, uri, outcomes, time.time() - t0)
-    _finish(result, spec, base, kind)
-    return result
+    return tuner.fit()
 
 
 def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: str) -> None:

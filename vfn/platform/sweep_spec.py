@@ -112,6 +112,14 @@ class SweepSpec(BaseModel):
     def row_keys(self) -> list[str]:
         return self.report.rows or list(self.space)
 
+    @property
+    def trial_count(self) -> int:
+        """Tune's trial count: every grid crossed with every other and the seeds, times num_samples."""
+        count = self.num_samples * len(self.seeds)
+        for dim in self.space.values():
+            count *= len(dim.grid) if dim.grid is not None else 1
+        return count
+
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, ExperimentConfig]:
     """Read a sweep YAML and its base experiment; every key is checked before Ray starts."""

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="sweep YAML (see experiments/sweeps/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the base experiment")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: local or RAY_ADDRESS)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray's and Tune's own output here instead of in the sweep's ray.log")
 
 
 def run(args: argparse.Namespace, kind: str = KIND) -> int:
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace, kind: str = KIND) -> int:
     except ConfigError as e:  # before Ray starts
         print(f"vfn {kind}: {e}", file=sys.stderr)
         return 2
-    result = run_sweep(spec, base, kind=kind, ray_init_kwargs={"address": args.address} if args.address else None)
+    result = run_sweep(spec, base, kind=kind, ray_init_kwargs={"address": args.address} if args.address else None,
+                       verbose=args.verbose)
     failed = [o for o in result.outcomes if o.error]
     print()
     print(result.table)

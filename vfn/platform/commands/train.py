@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(result) -> str:
     m = result.metrics
-    restarts = f", recovered from {m['restarts']} worker failure(s)" if m.get("restarts") else ""
+    # a lost worker (Ray Train restarts the group) or a re-run of an interrupted command
+    restarts = f", resumed from a checkpoint {m['restarts']} time(s)" if m.get("restarts") else ""
     lines = [f"run '{result.name}' finished in {result.wall_s:.0f} s: {m.get('epoch')} epochs, "
              f"{m.get('global_step')} optimiser steps{restarts}"]
     if "val_top1" in m and m["val_top1"] >= 0:
@@ -56,6 +57,8 @@ def summary(result) -> str:
             f"  val top-1 {100 * m['val_top1']:.2f}%  top-5 {100 * m['val_top5']:.2f}%  "
             f"mean class {100 * m['val_mean_class_acc']:.2f}%  (best top-1 {100 * m.get('best_val_top1', -1):.2f}%)"
         )
+    if result.corrupt:
+        lines.append(f"  {result.corrupt}")
     lines.append(f"  run directory:   {result.run_dir}")
     if result.best_checkpoint:
         lines.append(f"  best checkpoint: {result.best_checkpoint}")
