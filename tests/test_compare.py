@@ -79,6 +79,21 @@ def test_only_what_differs_best_and_last_in_120_columns(tmp_path, monkeypatch):
     assert "optim.lr" in compare(uri, ["three"], "epoch/val_top1", all_params=True)["table"].splitlines()[0]
 
 
+def test_the_chance_level_is_known_where_every_run_has_the_same_class_count(tmp_path, monkeypatch):
+    from vfn.platform.compare import chance_level, find_runs
+    from vfn.platform.tracking import mlflow_client
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = _runs(tmp_path, "chance", ["parallel", "spatial"])
+    rows = find_runs(mlflow_client(uri), ["chance"])
+    classes = int(rows[0].params["data.num_classes"])
+    assert chance_level(rows, "epoch/val_top1") == 1 / classes
+    assert chance_level(rows, "epoch/val_top5") == min(1.0, 5 / classes)
+    assert chance_level(rows, "epoch/train_loss") is None
+    png = compare(uri, ["chance"], "epoch/val_top1", out=tmp_path / "c.png")["png"]
+    assert png.stat().st_size > 1000
+
+
 def test_an_ablation_parent_is_a_heading_over_its_trials(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = _runs(tmp_path, "abl", ["parallel"])  # the store and experiment exist

@@ -25,7 +25,30 @@ def tiny_data(tmp_path_factory):
     val = read_manifest(synth.val_manifest, root=synth.root)[:-1]  # odd: 2 workers cannot split it evenly
     write_shards(synth.train_manifest, str(root / "train"), root=synth.root, progress=False)
     write_shards(val, str(root / "val"), progress=False)
+    spoil_videos(root / "train", 1)  # one training video no longer decodes: skipped, counted and named
     return root, synth, len(val)
+
+
+def spoil_videos(shards: Path, n: int, out: Path | None = None) -> list[str]:
+    """Replace the bytes of the first `n` videos of the first shard by garbage (in place, or into a
+    copy of the shards at `out`); returns their paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vfn.platform.data.shards import list_shards
+
+    spoiled = []
+    for i, f in enumerate(list_shards(str(shards))):
+        table = pq.read_table(f)
+        if i == 0:
+            videos = table.column("video").to_pylist()
+            videos[:n] = [b"not a video" * 100] * n
+            spoiled = table.column("path").to_pylist()[:n]
+            table = table.set_column(table.schema.get_field_index("video"), "video", pa.array(videos, pa.binary()))
+        if out is not None or i == 0:
+            (out or shards).mkdir(exist_ok=True)
+            pq.write_table(table, (out or shards) / Path(f).name)
+    return spoiled
 
 
 def tiny_config(root, synth, workdir, *extra):
@@ -60,6 +83,8 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
     assert m["restarts"] == 0
     assert m["epoch"] == 3 and m["global_step"] == 3 * steps_per_epoch
     assert m["val_videos"] + m["val_corrupt"] == n_val == 7  # every video once, none dropped by the split
+    assert m["train_corrupt"] >= 1 and result.corrupt.startswith("1 corrupt video skipped (")
+    assert result.corrupt.endswith(f"; all in {result.run_dir}/corrupt_videos.csv)")
 
     # checkpoints: loadable with weights_only=True, complete
     state = load_state(result.best_checkpoint)
@@ -84,7 +109,10 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
         assert client.get_metric_history(run.info.run_id, key), key
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png", "learning_curves.png", "best_checkpoint.txt",
-            "best_checkpoint"} <= artifacts
+            "best_checkpoint", "corrupt_videos.csv"} <= artifacts
+    from vfn.platform.commands.train import summary
+
+    assert f"  {result.corrupt}" in summary(result).splitlines()
 
     # the same command again: continues (here: already complete) in the same run, same step count
     again = run_training(cfg, progress=False)
@@ -130,27 +158,21 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
 def test_corrupt_training_videos_over_budget_stop_the_run_in_one_line(ray_session, tiny_data, tmp_path):
     """Videos that no longer decode are counted; above `data.max_corrupt_share` the run stops after
     the epoch with a one-line TrainingError naming the count, and the MLflow run is FAILED."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from mlflow.tracking import MlflowClient
 
-    from vfn.platform.data.shards import list_shards
     from vfn.platform.train import TrainingError, run_training
 
     root, synth, _ = tiny_data
     broken = tmp_path / "train_broken"
-    broken.mkdir()
-    for i, f in enumerate(list_shards(str(root / "train"))):
-        table = pq.read_table(f)
-        if i == 0:  # six videos whose bytes are no longer a video (some may fall in the dropped tail)
-            videos = table.column("video").to_pylist()
-            videos[:6] = [b"not a video" * 100] * 6
-            table = table.set_column(table.schema.get_field_index("video"), "video", pa.array(videos, pa.binary()))
-        pq.write_table(table, broken / Path(f).name)
+    spoiled = spoil_videos(root / "train", 6, out=broken)  # six videos whose bytes are no longer a video
     cfg = tiny_config(root, synth, tmp_path, f"data.train={broken}", "data.max_corrupt_share=0.01",
                       "optim.epochs=1", "optim.warmup_epochs=0", "scaling.num_workers=1", "output.name=broken")
-    with pytest.raises(TrainingError, match=r"stopped: training data: \d+ of \d+ videos .* could not be decoded"):
+    stopped = (r"stopped: training data: \d+ of \d+ videos .* could not be decoded"
+               r".*; 6 corrupt videos skipped \(.*, \.\.\.; all in .*corrupt_videos.csv\)$")
+    with pytest.raises(TrainingError, match=stopped):
         run_training(cfg, progress=False)
+    listed = (tmp_path / "runs" / "broken" / "corrupt_videos.csv").read_text().splitlines()
+    assert listed[0] == "split,path,reason" and sorted(ln.split(",")[1] for ln in listed[1:]) == sorted(spoiled)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("video-focalnets").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]

@@ -186,6 +186,9 @@ def plot(client, rows: list[RunRow], metric: str, out: Path) -> Path:
         if metric in r.metrics and not math.isnan(r.gflops):
             cost.scatter(r.gflops, r.metrics[metric])
             cost.annotate(r.name, (r.gflops, r.metrics[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if (level := chance_level(rows, metric)) is not None:
+        for ax in (curves, cost):
+            ax.axhline(level, color="grey", linestyle="--", linewidth=1, label="chance")
     curves.set(title=f"{metric} per step/epoch", xlabel="step", ylabel=metric)
     cost.set(title=f"{metric} vs GFLOPs per view", xlabel="GFLOPs per view", ylabel=metric)
     for ax in (curves, cost):
@@ -193,6 +196,15 @@ def plot(client, rows: list[RunRow], metric: str, out: Path) -> Path:
     if len(rows) <= 12 and curves.lines:
         curves.legend(fontsize=8)
     return save_figure(fig, out)
+
+
+def chance_level(rows: list[RunRow], metric: str) -> float | None:
+    """A guess's top-1 (top-5) accuracy when every run has the same known class count, else None."""
+    classes = {r.params.get("data.num_classes") for r in rows}
+    if len(classes) != 1 or None in classes or not any(k in metric for k in ("top1", "top5", "class_acc")):
+        return None
+    n = int(next(iter(classes)))
+    return min(1.0, (5 if "top5" in metric else 1) / n)
 
 
 def compare(tracking_uri: str, selectors: list[str], metric: str, filter_string: str = "",

@@ -50,8 +50,8 @@ def format_line(s: dict) -> str:
 class ProgressPrinter:
     """Driver side: polls the board in a thread while `trainer.fit()` blocks."""
 
-    def __init__(self, board, stream=None, interval_s: float = 1.0, plain_every_s: float = 30.0):
-        self.board, self.stream = board, stream or sys.stdout
+    def __init__(self, board, stream=None, interval_s: float = 1.0, plain_every_s: float = 30.0, note=None):
+        self.board, self.stream, self.note = board, stream or sys.stdout, note
         self.interval_s, self.plain_every_s = interval_s, plain_every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="vfn-progress")
@@ -76,6 +76,8 @@ class ProgressPrinter:
             except Exception:  # the board is best effort: never break training over a progress line
                 continue
             line = format_line(state)
+            if self.note is not None and (extra := self.note()):
+                line += f" | {extra}"
             if self._tty:
                 self.stream.write("\r\033[K" + line)
                 self.stream.flush()

@@ -107,7 +107,9 @@ def experiment_id(client, cfg: ExperimentConfig, uri: str) -> str:
     location = None
     if uri.startswith("sqlite:///") and not cfg.tracking.tracking_uri:  # keep artifacts next to the local store
         location = (Path(cfg.output.root).resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(cfg.tracking.experiment, artifact_location=location)
+    # the MLflow UI then opens it as model training (metric charts first), not as GenAI development
+    return client.create_experiment(cfg.tracking.experiment, artifact_location=location,
+                                    tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 def start_run(

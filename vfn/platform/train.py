@@ -27,6 +27,7 @@ from vfn.errors import first_line
 from . import storage, tracking
 from .checkpoints import CHECKPOINT_FILE, write_run_index
 from .config import ConfigError, ExperimentConfig, diff, validate
+from .data.ledger import CorruptWatch
 from .data.manifest import read_label_names
 from .data.pipeline import datasets_for
 from .data.shards import count_videos, list_shards
@@ -56,6 +57,7 @@ class TrainResult:
     mlflow_run_id: str | None
     tracking_uri: str | None
     wall_s: float
+    corrupt: str = ""  # which corrupt videos were skipped and where the full list is ('' for none)
 
 
 
@@ -143,18 +145,20 @@ def run_training(
     uri, run_id = open_mlflow_run(cfg, run_dir, parent_run_id, run_name, extra_tags)
     quiet_ray_data()
     board = ProgressBoard.remote() if progress else None
+    corrupt = CorruptWatch(run_dir)
     loop_config = dict(cfg=cfg.to_dict(), plan=asdict(plan), tracking_uri=uri, mlflow_run_id=run_id,
                        run_dir=str(run_dir), progress=board, label_names=label_names)
-    trainer = build_trainer(cfg, plan, gpu, loop_config, callbacks)
+    trainer = build_trainer(cfg, plan, gpu, loop_config, callbacks, corrupt.ledger)
     storage.pop_text(storage.join(run_dir, STOP_FILE))  # a reason left by an earlier attempt is not this one's
     try:
-        result = fit(trainer, board)
+        result = fit(trainer, board, corrupt.note)
     except Exception as e:
         close_mlflow_run(uri, run_id, "FAILED")
         raise TrainingError(f"training run '{cfg.output.name}' failed: {first_line(e)} (logs: {run_dir})") from e
     if (reason := storage.pop_text(storage.join(run_dir, STOP_FILE))) is not None:
         close_mlflow_run(uri, run_id, "FAILED")
-        raise TrainingError(f"training run '{cfg.output.name}' stopped: {reason}")
+        skipped = corrupt.note()
+        raise TrainingError(f"training run '{cfg.output.name}' stopped: {reason}" + (f"; {skipped}" if skipped else ""))
     metrics = dict(result.metrics or {})
     latest = storage.with_path(run_dir, result.checkpoint.path) if result.checkpoint else None
     best = latest
@@ -162,9 +166,10 @@ def run_training(
         best = storage.with_path(run_dir, result.get_best_checkpoint(cfg.output.metric, "max").path)
     write_run_index(run_dir, best_checkpoint=best, latest_checkpoint=latest, mlflow_run_id=run_id, tracking_uri=uri,
                     plan=asdict(plan))
+    skipped = corrupt.note()
     if run_id:
-        log_run_artifacts(uri, run_id, run_dir, best, metrics)
-    return TrainResult(cfg.output.name, run_dir, metrics, best, latest, run_id, uri, time.time() - t0)
+        log_run_artifacts(uri, run_id, run_dir, best, metrics, corrupt.path if skipped else None)
+    return TrainResult(cfg.output.name, run_dir, metrics, best, latest, run_id, uri, time.time() - t0, skipped)
 
 
 def check_labels(cfg: ExperimentConfig) -> list[str] | None:
@@ -194,7 +199,7 @@ def close_mlflow_run(uri: str | None, run_id: str | None, status: str) -> None:
 
 
 def build_trainer(cfg: ExperimentConfig, plan: Plan, gpu: bool, loop_config: dict,
-                  callbacks: list | None) -> TorchTrainer:
+                  callbacks: list | None, corrupt_ledger=None) -> TorchTrainer:
     """The `TorchTrainer` of a run: its workers, storage (checkpoints next to the run directory,
     through the same pyarrow filesystem: local disk, NFS or s3://) and checkpoint ranking."""
     fs, runs_path = storage.resolve(runs_location(cfg))
@@ -213,23 +218,25 @@ def build_trainer(cfg: ExperimentConfig, plan: Plan, gpu: bool, loop_config: dic
             logging_config=LoggingConfig(log_level="WARNING"),
             callbacks=callbacks,
         ),
-        datasets=datasets_for(cfg, use_gpu=gpu),
+        datasets=datasets_for(cfg, use_gpu=gpu, corrupt_ledger=corrupt_ledger),
         dataset_config=SplitDataConfig(),
     )
 
 
-def fit(trainer: TorchTrainer, board) -> Any:
-    """`trainer.fit()`, with the live progress line while it runs when there is a board."""
+def fit(trainer: TorchTrainer, board, note=None) -> Any:
+    """`trainer.fit()`, with the live progress line while it runs when there is a board (`note`:
+    what to add to it, e.g. the corrupt videos skipped so far)."""
     if board is None:
         return trainer.fit()
     try:
-        with ProgressPrinter(board):
+        with ProgressPrinter(board, note=note):
             return trainer.fit()
     finally:
         ray.kill(board)
 
 
-def log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, metrics: dict) -> None:
+def log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, metrics: dict,
+                      corrupt_list: str | None = None) -> None:
     """A pointer to (and for small models a copy of) the best checkpoint, the learning curves, and
     the final validation figures as tags; then the run is FINISHED (`start_run` logged the config)."""
     client = tracking.mlflow_client(uri)
@@ -243,6 +250,8 @@ def log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, met
             fs, path = storage.resolve(ckpt)
             if (fs.get_file_info(path).size or 0) <= MAX_LOGGED_CHECKPOINT_BYTES:
                 client.log_artifact(run_id, storage.local_copy(ckpt, tmp), "best_checkpoint")
+        if corrupt_list is not None:
+            client.log_artifact(run_id, str(storage.local_copy(corrupt_list, tmp)))
         curves = Path(tmp) / "learning_curves.png"
         tracking.save_figure(tracking.plot_learning_curves(uri, run_id), curves)
         storage.upload(curves, storage.join(run_dir, curves.name))

@@ -190,10 +190,13 @@ def validate(step: TrainStep, val_shard, cfg: ExperimentConfig, plan: Plan, metr
 
 def log_epoch(logger: MetricLogger, end: EpochEnd, cfg: ExperimentConfig, config: dict, epoch: int) -> None:
     """Rank 0: the epoch's measured metrics to MLflow, and the confusion matrix when it validated."""
-    # without validation this epoch, no val_* value was measured (Ray's reports carry the last one)
+    # without validation this epoch, no val_* value was measured (Ray's reports carry the last one);
+    # the epoch and step counts are the charts' x-axes and the best value is MLflow's own max: as
+    # charts of their own they only crowd the run's page
     validated = end.result is not None
     logger.log({"epoch/" + k: v for k, v in end.metrics.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and (validated or "val_" not in k)},
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and (validated or "val_" not in k)
+                and k not in ("epoch", "global_step") and not k.startswith("best_")},
                step=epoch + 1)
     logger.flush()
     uri, run_id = config.get("tracking_uri"), config.get("mlflow_run_id")

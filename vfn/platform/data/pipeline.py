@@ -42,6 +42,7 @@ from vfn.platform.data.clips import (
     train_window_size,
 )
 from vfn.platform.data.guard import guard_for
+from vfn.platform.data.ledger import report_corrupt
 from vfn.platform.data.shards import list_shards, read_metadata
 from vfn.platform.storage import is_arrow_native, resolve
 
@@ -91,7 +92,7 @@ def _video_rngs(batch: dict, seed: int | None) -> list[np.random.Generator]:
 
 
 def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
-                        num_threads: int, on_device: bool = False, timeout_s: float = 0.0) -> dict:
+                        num_threads: int, on_device: bool = False, timeout_s: float = 0.0, ledger=None) -> dict:
     n = len(batch["label"])
     windowed = on_device and aug is not None  # the device augments: ship windows and drawn parameters
     side = train_window_size(clip, aug) if windowed else clip.input_size
@@ -109,12 +110,13 @@ def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, se
         except CorruptVideoError as e:  # includes a decode cut off by the guard's limit
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
+            report_corrupt(ledger, "train", batch["path"][i], e)
     out = {"video": videos, "label": batch["label"].astype(np.int64), "valid": valid}
     return {**out, "aug_params": params} if windowed else out
 
 
 def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int,
-                      timeout_s: float = 0.0) -> dict:
+                      timeout_s: float = 0.0, ledger=None) -> dict:
     n = len(batch["label"])
     videos = np.zeros((n, clip.num_views, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
     valid = np.ones(n, bool)
@@ -125,6 +127,7 @@ def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None,
         except CorruptVideoError as e:
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
+            report_corrupt(ledger, "val", batch["path"][i], e)
     index = batch["index"].astype(np.int64)
     if index_map is not None:  # manifest positions with gaps (rejected videos) -> dense 0..N-1
         index = np.searchsorted(index_map, index).astype(np.int64)
@@ -145,7 +148,7 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
                   full_shuffle_max_bytes: int = 64 << 20, decode_batch_size: int = 4,
                   num_cpus: float = 1.0, concurrency: int | tuple[int, int] | None = None,
                   num_threads: int = 1, block_bytes: int = 16 << 20, augment_on_device: bool = False,
-                  decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S):
+                  decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S, corrupt_ledger=None):
     """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.
 
     train rows: video uint8 (T, 3, S, S), label int64, valid bool
@@ -159,6 +162,7 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
     224px clips held per task, which multiplies worker memory).
     `decode_timeout_s`: each video decodes in a guarded child process (`guard.DecodeGuard`) and a
     decode over this limit counts as corrupt; 0 decodes in the task itself, unguarded.
+    `corrupt_ledger`: a `ledger.CorruptLedger` that hears of every video skipped as corrupt.
     """
     from ray.data import DataContext
 
@@ -166,7 +170,7 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
     saved = ctx.target_max_block_size
     ctx.target_max_block_size = block_bytes  # a Dataset keeps the context it was created under
     try:
-        decode = dict(clip=clip, num_threads=num_threads, timeout_s=decode_timeout_s)
+        decode = dict(clip=clip, num_threads=num_threads, timeout_s=decode_timeout_s, ledger=corrupt_ledger)
         return _build(shards, split, decode, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size,
                       num_cpus, concurrency, augment_on_device)
     finally:
@@ -210,14 +214,16 @@ def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_byt
                                                               **decode), **map_args)
 
 
-def datasets_for(cfg, splits: tuple[str, ...] = ("train", "val"), *, use_gpu: bool = False) -> dict:
+def datasets_for(cfg, splits: tuple[str, ...] = ("train", "val"), *, use_gpu: bool = False,
+                 corrupt_ledger=None) -> dict:
     """The Ray datasets of an `ExperimentConfig`'s splits (those it names), keyed by split.
 
     `use_gpu`: whether the training workers get GPUs (`ray_setup.use_gpu`); with
     `augment.on_device: auto` the training split then ships windows for on-device augmentation.
     """
     d = cfg.data
-    common = dict(num_cpus=d.decode_cpus, decode_batch_size=d.decode_batch_size, decode_timeout_s=d.decode_timeout_s)
+    common = dict(num_cpus=d.decode_cpus, decode_batch_size=d.decode_batch_size, decode_timeout_s=d.decode_timeout_s,
+                  corrupt_ledger=corrupt_ledger)
     out = {}
     if "train" in splits and d.train:
         out["train"] = build_dataset(d.train, "train", ClipSpec.from_config(d), AugmentSpec.from_config(cfg.augment),

@@ -56,7 +56,6 @@ from vfn.platform.data.manifest import VideoRecord, read_manifest
 from vfn.platform.data.transcode import Encoding, TranscodeError, encoding_json, transcode
 from vfn.platform.storage import join, read_bytes, read_text, resolve, write_text
 
-
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_BYTES = 256 << 20
