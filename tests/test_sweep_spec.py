@@ -9,7 +9,14 @@ import re
 import pytest
 
 from vfn.platform.config import ConfigError
-from vfn.platform.report import TrialOutcome, ablation_rows, model_cost, to_markdown, write_report
+from vfn.platform.report import (
+    TrialOutcome,
+    ablation_rows,
+    accuracy_vs_gflops_figure,
+    model_cost,
+    to_markdown,
+    write_report,
+)
 from vfn.platform.sweep_spec import SearchDim, load_sweep
 
 
@@ -94,6 +101,9 @@ def test_ablation_rows_mean_std_over_seeds_and_failures(tmp_path):
     with paths["csv"].open() as f:
         assert [r["model.design"] for r in csv.DictReader(f)] == ["parallel", "spatial"]
     assert paths["png"].stat().st_size > 1000
+    lines = accuracy_vs_gflops_figure(rows, "t", 0.125).axes[0].get_lines()
+    chance = [ln for ln in lines if ln.get_label() == "chance"]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [12.5, 12.5]
 
 
 def test_model_cost_of_a_config_matches_flops_counter(tmp_path):

@@ -112,27 +112,26 @@ def to_markdown(rows: list[dict[str, Any]], row_keys: list[str], title: str, cha
     return "\n".join(lines) + "\n"
 
 
-def plot_accuracy_vs_gflops(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    import matplotlib
+def accuracy_vs_gflops_figure(rows: list[dict[str, Any]], title: str, chance: float | None = None):
+    """Top-1 (mean ± std over seeds) against GFLOPs per view, one marker per setting, and the
+    chance level as a dashed line when the class count is known."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    fig = Figure(figsize=(6, 4.5), dpi=120, layout="tight")
+    ax = fig.subplots()
     markers = "osD^vPX*"  # settings often share a point (same cost, same accuracy): a legend, not labels
     for i, r in enumerate(x for x in rows if not math.isnan(x["top1_mean"])):
         ax.errorbar(r["gflops"], r["top1_mean"], yerr=r["top1_std"], fmt=markers[i % len(markers)], capsize=3,
                     markersize=7, alpha=0.85, label=r["setting"])
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xlabel("GFLOPs per view")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
     ax.grid(alpha=0.3)
     if ax.has_data():
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_report(rows: list[dict[str, Any]], row_keys: list[str], out_dir: Path, title: str,
@@ -146,5 +145,5 @@ def write_report(rows: list[dict[str, Any]], row_keys: list[str], out_dir: Path,
         writer.writeheader()
         writer.writerows(rows)
     paths["json"].write_text(json.dumps(rows, indent=1, default=str))
-    plot_accuracy_vs_gflops(rows, paths["png"], title)
+    accuracy_vs_gflops_figure(rows, title, chance).savefig(paths["png"])
     return paths
