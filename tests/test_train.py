@@ -57,7 +57,8 @@ def tiny_config(root, synth, workdir, *extra):
     return load_config(None, [
         f"data.train={root / 'train'}", f"data.val={root / 'val'}", f"data.labels={synth.labels_csv}",
         "data.num_classes=8", "data.num_frames=4", "data.input_size=32", "data.sampling=segment",
-        "data.decode_cpus=0.5", "model.embed_dim=8", "model.depths=[1,1,1,1]", "optim.optimizer=adamw",
+        "data.decode_cpus=0.5", "data.max_corrupt_share=0.1", "model.embed_dim=8", "model.depths=[1,1,1,1]",
+        "optim.optimizer=adamw",
         "optim.lr=0.001", "optim.lr_scale_batch=null", "optim.epochs=3", "optim.warmup_epochs=1",
         "optim.batch_size=4", "optim.accum_steps=2", "optim.clip_grad=1.0", "eval.num_clips=2",
         "eval.num_crops=1", "eval.batch_size=3", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",
