@@ -172,7 +172,7 @@ def run_sweep(spec: SweepSpec, base: ExperimentConfig, *, kind: str = "sweep",
                   f"Ray's own output: {log_path} (--verbose shows it here)", flush=True)
         storage.write_text(state_path, json.dumps({"parent_run_id": parent_run_id, "tracking_uri": uri,
                                                    "kind": kind}))
-        progress = SweepProgress(spec.trial_count, base.optim.epochs, spec.metric, concurrent, spec.row_keys)
+        progress = SweepProgress(spec.trial_count, base.optim.epochs, spec.metric, spec.row_keys)
         grid = fit_tuner(spec, base, exp_dir, results, parent_run_id, concurrent, kind,
                          callbacks=[] if verbose else [progress], verbose=verbose)
     outcomes = _outcomes(grid, spec)

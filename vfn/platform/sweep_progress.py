@@ -19,11 +19,11 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 from ray import tune
 
 from .progress import format_eta
+from .report import row_name
 
 RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "py.warnings")
 
@@ -31,9 +31,8 @@ RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "py.warnings")
 class SweepProgress(tune.Callback):
     """One line per trial result, stop, failure and end, with counts and an ETA for the sweep."""
 
-    def __init__(self, total: int, epochs: int, metric: str, concurrent: int, row_keys: list[str], stream=None):
-        self.total, self.epochs, self.metric = total, epochs, metric
-        self.concurrent, self.row_keys = max(1, concurrent), row_keys
+    def __init__(self, total: int, epochs: int, metric: str, row_keys: list[str], stream=None):
+        self.total, self.epochs, self.metric, self.row_keys = total, epochs, metric, row_keys
         self.stream = stream  # None: sys.stdout at the time of printing
         self.t0 = time.monotonic()
         self.epochs_done = 0
@@ -73,8 +72,7 @@ class SweepProgress(tune.Callback):
         self._print(f"{self._name(trial)} {what}")
 
     def _name(self, trial) -> str:
-        params = (trial.config or {}).get("params", {})
-        setting = " ".join(f"{k.split('.')[-1]}={_short(params.get(k))}" for k in self.row_keys if k in params)
+        setting = row_name((trial.config or {}).get("params", {}), self.row_keys)
         return f"trial {trial.trial_id} {setting} seed={(trial.config or {}).get('seed')}".rstrip()
 
     def _print(self, text: str) -> None:
@@ -108,12 +106,6 @@ def trial_error_line(error: BaseException | str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     named = [ln for ln in lines if "Error:" in ln] or lines or [type(error).__name__]
     return re.sub(r"^[\w.]+\.(\w+:)", r"\1", named[-1])[:300]  # vfn.platform.config.ConfigError: -> ConfigError:
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, list):
-        return "-".join(str(v) for v in value)
-    return str(value)
 
 
 @contextlib.contextmanager
