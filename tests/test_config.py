@@ -86,7 +86,7 @@ def test_paper_recipes_validate():
 
 
 def test_defaults_sample_like_the_released_code_and_scale_every_learning_rate():
-    from vfn.platform.data.clips import ClipSpec
+    from vfn.platform.data.video import ClipSpec
 
     cfg = load_config(None)
     assert cfg.data.sampling == ClipSpec().sampling == "segment"

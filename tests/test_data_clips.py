@@ -8,20 +8,22 @@ import torch
 
 from conftest import VIDEOS
 from vfn.platform.data.clips import (
-    AugmentSpec,
-    ClipSpec,
-    CorruptVideoError,
     VideoMixup,
     apply_augment_params,
     decode_test_views,
     decode_train_clip,
     draw_augment_params,
     eval_boxes,
-    eval_indices,
     normalize,
+    resize_short_side,
+)
+from vfn.platform.data.video import (
+    AugmentSpec,
+    ClipSpec,
+    CorruptVideoError,
+    eval_indices,
     open_video,
     read_frames,
-    resize_short_side,
     segment_indices,
     train_indices,
 )

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import VIDEOS
-from vfn.platform.data.clips import AugmentSpec, ClipSpec
 from vfn.platform.data.pipeline import TooManyCorruptVideos, build_dataset, check_corrupt_budget, drop_invalid
 from vfn.platform.data.shards import SCHEMA, write_shards
 from vfn.platform.data.synth import make_synthetic_dataset
+from vfn.platform.data.video import AugmentSpec, ClipSpec
 
 CLIP = ClipSpec(num_frames=8, input_size=32)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vfn.platform.data.clips import ClipSpec, decode_test_views, open_video, read_frames
+from vfn.platform.data.clips import decode_test_views
 from vfn.platform.data.manifest import read_label_names, read_manifest
 from vfn.platform.data.synth import class_names, encode_mp4, make_synthetic_dataset, render_video
+from vfn.platform.data.video import ClipSpec, open_video, read_frames
 
 
 @pytest.mark.parametrize("style", ["cluttered", "simple"])

@@ -18,15 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, VIDEOS
-from vfn.platform.data.clips import (
-    AugmentSpec,
-    ClipSpec,
-    CorruptVideoError,
-    decode_test_views,
-    decode_train_clip,
-    open_video,
-)
+from vfn.platform.data.clips import decode_test_views, decode_train_clip
 from vfn.platform.data.guard import SELF_KILL_MARGIN_S, DecodeGuard, DecodeTimeout, guard_for
+from vfn.platform.data.video import AugmentSpec, ClipSpec, CorruptVideoError, open_video
 
 # ---------------------------------------------------------------- run in the guard's child
 
@@ -56,8 +50,8 @@ def decoder_guard():
 
 @pytest.fixture
 def light_guard():
-    """A 2 s guard whose child skips importing decord (torch comes with the guard module itself)."""
-    with DecodeGuard(2.0, warm=()) as guard:
+    """A 2 s guard whose child imports only this module (for the helpers above) before the clock starts."""
+    with DecodeGuard(2.0, warm=(__name__,)) as guard:
         yield guard
 
 

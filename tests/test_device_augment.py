@@ -23,24 +23,19 @@ from conftest import VIDEOS, tiny_experiment
 from vfn.platform.data.clips import (
     PARAMS_SIZE,
     AugmentParams,
-    AugmentSpec,
-    ClipSpec,
     ColorParams,
     apply_color,
     crop_resize,
     decode_train_clip,
     decode_train_window,
     draw_augment_params,
-    eval_indices,
-    open_video,
     random_resized_box,
-    read_frames,
     resize_short_side,
     slice_window,
-    train_indices,
     train_window_size,
 )
 from vfn.platform.data.device_augment import DeviceAugment, apply_color_batch, crop_resize_batch
+from vfn.platform.data.video import AugmentSpec, ClipSpec, eval_indices, open_video, read_frames, train_indices
 
 CLIP = ClipSpec(num_frames=4, input_size=112)
 AUG = AugmentSpec()

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.ray
 
 
 def test_the_ledger_names_each_video_once_and_keeps_the_list(ray_session, tmp_path):
-    from vfn.platform.data.clips import CorruptVideoError
     from vfn.platform.data.ledger import CorruptWatch, report_corrupt
+    from vfn.platform.data.video import CorruptVideoError
 
     watch = CorruptWatch(str(tmp_path))
     assert watch.note() == "" and not (tmp_path / "corrupt_videos.csv").exists()

@@ -132,3 +132,20 @@ def test_every_training_loop_runs_the_one_step(path):
     assert takes_step and calls_step, f"{path} does not train with vfn.platform.step.TrainStep"
     if path != "scripts/gpu_check.py":  # its model-only checks compare float32/bf16 gradients on their own
         assert not own_backward, f"{path} runs its own backward pass at lines {own_backward}"
+
+
+@pytest.mark.parametrize("module, heavy", [
+    # every worker process of a local job runs the set-up hook: nothing beyond ray
+    ("vfn.platform.ray_worker_hooks", ("torch", "ray.train", "pydantic")),
+    # Ray Train's controller, DatasetManager and SplitCoordinators unpickle the pipeline's task functions
+    ("vfn.platform.data.pipeline", ("torch", "torchvision")),
+])
+def test_modules_that_ray_processes_import_stay_light(module, heavy):
+    """Dozens of Ray processes per run import these; torch + torchvision alone cost ~4.5 s of CPU
+    in each (a fresh interpreter, as a Ray worker is)."""
+    import subprocess
+    import sys
+
+    probe = f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "", f"importing {module} loads {out.stdout.strip()}"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import VIDEOS
-from vfn.platform.data.clips import open_video, read_frames
 from vfn.platform.data.transcode import Encoding, TranscodeError, describe_encoding, output_size, transcode
+from vfn.platform.data.video import open_video, read_frames
 
 
 def test_output_size_scales_the_short_side_down_never_up_and_keeps_it_even():

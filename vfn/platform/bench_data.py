@@ -129,7 +129,7 @@ def _raw_decord(datas: list[bytes], frames: int, seed: int = 0) -> float:
     """Decode exactly the frames a training clip samples (segment sampling), nothing else."""
     import numpy as np
 
-    from vfn.platform.data.clips import ClipSpec, open_video, read_frames, train_indices
+    from vfn.platform.data.video import ClipSpec, open_video, read_frames, train_indices
 
     clip, rng = ClipSpec(num_frames=frames), np.random.default_rng(seed)
     t = time.perf_counter()
@@ -143,7 +143,8 @@ def _decode_augment(datas: list[bytes], frames: int, size: int, seed: int = 0) -
     import numpy as np
     import torch
 
-    from vfn.platform.data.clips import AugmentSpec, ClipSpec, decode_train_clip
+    from vfn.platform.data.clips import decode_train_clip
+    from vfn.platform.data.video import AugmentSpec, ClipSpec
 
     torch.set_num_threads(1)  # one process per CPU, as Ray's decode tasks run (more threads oversubscribe)
     clip, aug, rng = ClipSpec(num_frames=frames, input_size=size), AugmentSpec(), np.random.default_rng(seed)
@@ -247,8 +248,8 @@ def pipeline_figures(shards: dict, args) -> dict:
     starts Ray's worker processes and their decode guards and the second is sampled for memory; the
     large one's first pass is sampled for memory and its second is timed (unsampled: reading every
     process's smaps for PSS costs CPU the pipeline would otherwise get)."""
-    from vfn.platform.data.clips import AugmentSpec, ClipSpec
     from vfn.platform.data.pipeline import build_dataset
+    from vfn.platform.data.video import AugmentSpec, ClipSpec
 
     clip = ClipSpec(num_frames=args.frames, input_size=args.input_size)
     out = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from vfn.platform.data.clips import ClipSpec
+from vfn.platform.data.video import ClipSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,26 +44,13 @@ def local_job_env(runtime_env: dict | None) -> dict:
     - `MALLOC_ARENA_MAX=2`: decode tasks allocate many frame-sized buffers from several threads
       (decord, torch), and fewer malloc arenas keep their heap ~25% smaller at no measurable cost
       (a cluster sets it in its nodes' env);
-    - `pin_state_api_address` in every worker process (see there).
+    - `ray_worker_hooks.pin_state_api_address` in every worker process (see there; its own small
+      module, because every worker process of the job imports it).
     """
     env = dict(runtime_env or {})
     env["env_vars"] = {"MALLOC_ARENA_MAX": "2", **env.get("env_vars", {})}
-    env.setdefault("worker_process_setup_hook", "vfn.platform.ray_setup.pin_state_api_address")
+    env.setdefault("worker_process_setup_hook", "vfn.platform.ray_worker_hooks.pin_state_api_address")
     return env
-
-
-def pin_state_api_address() -> None:
-    """Point Ray's State API in this worker at the cluster the worker belongs to.
-
-    With no address, Ray's State API (`ray.util.state`) connects to the cluster named in
-    `/tmp/ray/ray_current_cluster`, which `ray start` and `ray.cluster_utils.Cluster` write and
-    `ray.init(address="local")` does not. Ray Train's `PlacementGroupCleaner` actor asks the State
-    API every second whether the Train controller is alive; with a stale file it waits ~40 s on a
-    dead GCS instead, every controller's shutdown waits 12 s for the cleaner to stop, and a
-    controller that dies (a trial Tune stops) leaves its workers' placement group reserved.
-    Ray reads `RAY_ADDRESS` before that file.
-    """
-    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
 def quiet_ray_data() -> None:

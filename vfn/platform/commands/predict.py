@@ -50,8 +50,9 @@ def predict(args: argparse.Namespace) -> list[tuple[int, str, float]]:
     from vfn.errors import first_line
     from vfn.platform.checkpoints import RunCheckpointError, load_state, resolve_checkpoint
     from vfn.platform.config import validate
-    from vfn.platform.data.clips import ClipSpec, CorruptVideoError, decode_test_views, normalize
+    from vfn.platform.data.clips import decode_test_views, normalize
     from vfn.platform.data.manifest import read_label_names
+    from vfn.platform.data.video import ClipSpec, CorruptVideoError
     from vfn.platform.step import build_model
 
     video = Path(args.video)

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from vfn.platform.data.clips import CorruptVideoError
+from vfn.platform.data.video import CorruptVideoError
 
 T = TypeVar("T")
 

@@ -22,6 +22,11 @@ step crops, flips and colours the batch on its device (`device_augment.DeviceAug
 A video that fails to decode here yields `valid=False` and an all-zero clip of the right shape,
 so one bad file never kills a long run: the consumer skips and counts it and calls
 `check_corrupt_budget` to stop once corrupt videos exceed the allowed share.
+
+Imports: this module and what it imports at the top stay free of torch. Ray's coordinator
+processes (Train's controller, its DatasetManager, each dataset's SplitCoordinator) unpickle the
+task functions below, importing this module, and torch + torchvision would cost ~4.5 s of CPU in
+each; only the decode tasks import `clips` (torch), when they first run.
 """
 
 from __future__ import annotations
@@ -31,19 +36,10 @@ from typing import Literal
 
 import numpy as np
 
-from vfn.platform.data.clips import (
-    AugmentParams,
-    AugmentSpec,
-    ClipSpec,
-    CorruptVideoError,
-    decode_test_views,
-    decode_train_clip,
-    decode_train_window,
-    train_window_size,
-)
 from vfn.platform.data.guard import guard_for
 from vfn.platform.data.ledger import report_corrupt
 from vfn.platform.data.shards import list_shards, read_metadata
+from vfn.platform.data.video import AugmentSpec, ClipSpec, CorruptVideoError
 from vfn.platform.storage import is_arrow_native, resolve
 
 log = logging.getLogger(__name__)
@@ -93,20 +89,23 @@ def _video_rngs(batch: dict, seed: int | None) -> list[np.random.Generator]:
 
 def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
                         num_threads: int, on_device: bool = False, timeout_s: float = 0.0, ledger=None) -> dict:
+    from vfn.platform.data import clips  # torch: only where videos decode (see "Imports" above)
+
     n = len(batch["label"])
     windowed = on_device and aug is not None  # the device augments: ship windows and drawn parameters
-    side = train_window_size(clip, aug) if windowed else clip.input_size
+    side = clips.train_window_size(clip, aug) if windowed else clip.input_size
     videos = np.zeros((n, clip.num_frames, 3, side, side), np.uint8)
     # a corrupt video's row keeps a whole-window box, so the device's resize never divides by zero
-    params = np.tile(AugmentParams((0.0, 0.0, side, side)).to_vector(), (n, 1))
+    params = np.tile(clips.AugmentParams((0.0, 0.0, side, side)).to_vector(), (n, 1))
     valid = np.ones(n, bool)
     guard = guard_for(timeout_s)
     for i, rng in enumerate(_video_rngs(batch, seed)):
         try:
             if windowed:
-                videos[i], params[i] = guard.call(decode_train_window, batch["video"][i], clip, aug, rng, num_threads)
+                videos[i], params[i] = guard.call(clips.decode_train_window, batch["video"][i], clip, aug, rng,
+                                                  num_threads)
             else:
-                videos[i] = guard.call(decode_train_clip, batch["video"][i], clip, aug, rng, num_threads)
+                videos[i] = guard.call(clips.decode_train_clip, batch["video"][i], clip, aug, rng, num_threads)
         except CorruptVideoError as e:  # includes a decode cut off by the guard's limit
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
@@ -117,13 +116,15 @@ def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, se
 
 def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int,
                       timeout_s: float = 0.0, ledger=None) -> dict:
+    from vfn.platform.data import clips  # torch: only where videos decode (see "Imports" above)
+
     n = len(batch["label"])
     videos = np.zeros((n, clip.num_views, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
     valid = np.ones(n, bool)
     guard = guard_for(timeout_s)
     for i in range(n):
         try:
-            videos[i] = guard.call(decode_test_views, batch["video"][i], clip, num_threads)
+            videos[i] = guard.call(clips.decode_test_views, batch["video"][i], clip, num_threads)
         except CorruptVideoError as e:
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)

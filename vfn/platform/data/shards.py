@@ -50,10 +50,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vfn.errors import first_line
-from vfn.platform.data.clips import CorruptVideoError, open_video, read_frames
 from vfn.platform.data.guard import guard_for
 from vfn.platform.data.manifest import VideoRecord, read_manifest
 from vfn.platform.data.transcode import Encoding, TranscodeError, encoding_json, transcode
+from vfn.platform.data.video import CorruptVideoError, open_video, read_frames
 from vfn.platform.storage import join, read_bytes, read_text, resolve, write_text
 
 log = logging.getLogger(__name__)
