@@ -36,6 +36,13 @@ def test_the_issue_example():
     assert module.__name__ == "vfn.platform.commands.evaluate"
 
 
+def test_released_weights_are_described_by_an_experiment_file_or_a_model_name():
+    args, _ = cli.parse_args(["eval", "k400_t.pth", "data.num_classes=400", "--data", "S", "--config", "k400.yaml",
+                              "--model", "videofocalnet_tiny", "eval.num_clips=4"])
+    assert (args.checkpoint, args.config, args.model) == ("k400_t.pth", "k400.yaml", "videofocalnet_tiny")
+    assert args.overrides == ["data.num_classes=400", "eval.num_clips=4"]
+
+
 def test_usage_errors_exit_2(capsys):
     for argv in ([], ["nope"], ["eval", "RUN", "--data", "S", "--bogus"]):
         with pytest.raises(SystemExit) as e:

@@ -81,7 +81,8 @@ def test_paper_recipes_validate():
     for f in files:
         cfg = load_config(f)
         if f.stem not in ("base", "quickstart"):
-            assert (cfg.data.num_frames, cfg.data.input_size) == (8, 224) and cfg.model.pretrained
+            assert (cfg.data.num_frames, cfg.data.input_size) == (8, 224)
+            assert cfg.model.pretrained or cfg.model.finetune_from
             assert (cfg.eval.num_clips, cfg.eval.num_crops) == (4, 3)
 
 

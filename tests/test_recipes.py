@@ -55,6 +55,7 @@ RECIPES = {
     "k600_base.yaml": ("k600", "base"),
     "ssv2_base.yaml": ("ssv2", "base"),
     "diving48_base.yaml": ("diving48", "base"),
+    "diving48_from_k400.yaml": ("diving48", "base"),  # the same recipe, started from a K400 checkpoint
     "activitynet_base.yaml": ("activitynet", "base"),
     "ablations/design_k400.yaml": ("k400", "tiny"),
     "ablations/focal_levels_k400.yaml": ("k400", "tiny"),

@@ -4,9 +4,11 @@ from .modulation import DESIGNS
 from .video_focalnet import TEMPORAL_INITS, VideoFocalNet, VideoFocalNetBlock
 from .weights import (
     InflationReport,
+    TransferReport,
     WeightsError,
     load_image_weights,
     load_released_weights,
+    load_video_weights,
     read_state_dict,
     save_released_weights,
 )
@@ -18,11 +20,13 @@ __all__ = [
     "ZOO",
     "WeightsError",
     "InflationReport",
+    "TransferReport",
     "VideoFocalNet",
     "VideoFocalNetBlock",
     "create_model",
     "load_image_weights",
     "load_released_weights",
+    "load_video_weights",
     "read_state_dict",
     "save_released_weights",
 ]

@@ -26,14 +26,17 @@ class WeightsError(ValueError):
     """A file that is not a checkpoint, or weights that do not fit the model (one-line message)."""
 
 
-def read_state_dict(source: StateDict | str | PathLike) -> StateDict:
-    """A state dict from a file (`{"model": sd}`, `{"state_dict": sd}` or a bare sd) or a dict."""
+def read_state_dict(source: StateDict | str | PathLike, mmap: bool = False) -> StateDict:
+    """A state dict from a file (`{"model": sd}`, `{"state_dict": sd}` or a bare sd) or a dict.
+
+    `mmap`: map the file instead of reading it (shapes only, e.g. to check that weights fit);
+    files in torch's legacy (pre-zip) format are read whole."""
     if isinstance(source, (str, PathLike)):
         path = Path(source)
         if not path.is_file():
             raise WeightsError(f"{path}: no such checkpoint file")
         try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
+            source = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip_checkpoint(path))
         except Exception as e:  # pickle errors, zip errors, unsafe globals ...
             raise WeightsError(f"{path}: not a loadable checkpoint ({first_line(e)})") from None
         where = str(path)
@@ -52,7 +55,15 @@ def read_state_dict(source: StateDict | str | PathLike) -> StateDict:
     return sd
 
 
-def _first_mismatch(model_sd: StateDict, sd: StateDict) -> str | None:
+def is_zip_checkpoint(path: Path) -> bool:
+    """torch.save's default (zip) format, the one `torch.load(mmap=True)` can map."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def first_mismatch(model_sd: StateDict, sd: StateDict) -> str | None:
+    """The first reason `sd` does not load strictly into a model whose state dict is `model_sd`
+    (an unexpected key, a shape, a missing key), or None when it fits."""
     for k, v in sd.items():
         if k not in model_sd:
             return f"unexpected key {k!r} {tuple(v.shape)}"
@@ -72,7 +83,7 @@ def load_released_weights(model: nn.Module, source: StateDict | str | PathLike) 
             "use load_image_weights for other designs"
         )
     sd = read_state_dict(source)
-    problem = _first_mismatch(model.state_dict(), sd)
+    problem = first_mismatch(model.state_dict(), sd)
     if problem:
         raise WeightsError(f"checkpoint does not fit {type(model).__name__}: {problem}")
     model.load_state_dict(sd, strict=True)
@@ -84,6 +95,76 @@ def save_released_weights(model: nn.Module, path: str | PathLike) -> None:
     if getattr(model, "design", "parallel") != "parallel":
         raise WeightsError("only the 'parallel' design has a released layout")
     torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+
+
+# --------------------------------------------------------------------------------------------
+# A video checkpoint -> a model for fine-tuning
+
+
+@dataclass
+class TransferReport:
+    copied: list[str] = field(default_factory=list)  # model keys loaded from the checkpoint
+    retimed: list[str] = field(default_factory=list)  # subset of `copied` re-inflated to another tubelet size
+    initialised: list[str] = field(default_factory=list)  # model keys that keep their fresh init (the classifier)
+
+    def summary(self) -> str:
+        retimed = f" ({len(self.retimed)} re-inflated to the new tubelet size)" if self.retimed else ""
+        fresh = f": {', '.join(self.initialised)}" if self.initialised else ""
+        return f"copied {len(self.copied)} tensors{retimed}, re-initialised {len(self.initialised)}{fresh}"
+
+
+def plan_video_transfer(model_sd: StateDict, sd: StateDict) -> tuple[TransferReport, StateDict]:
+    """What of a video checkpoint `sd` goes into a model with state dict `model_sd`: everything,
+    except a classifier of another class count (re-initialised) and 3D kernels of another tubelet
+    size (re-inflated, `retime`). Any other difference is a WeightsError naming the first key.
+    Shapes only: works on memory-mapped or `meta` tensors."""
+    extra = [k for k in sd if k not in model_sd]
+    if extra:
+        raise WeightsError(f"checkpoint does not fit the model: unexpected key {extra[0]!r} ({len(extra)} in all; "
+                           "another design, depth or focal level?)")
+    report, load = TransferReport(), {}
+    for key, target in model_sd.items():
+        value = sd.get(key)
+        if value is not None and value.shape == target.shape:
+            load[key] = value
+        elif key.startswith("head."):
+            report.initialised.append(key)
+            continue
+        elif value is not None and (retimed := retime(value, target)) is not None:
+            load[key] = retimed
+            report.retimed.append(key)
+        elif value is None:
+            raise WeightsError(f"checkpoint does not fit the model: missing key {key!r}")
+        else:
+            raise WeightsError(f"checkpoint does not fit the model: shape mismatch at {key!r}: checkpoint "
+                               f"{tuple(value.shape)} vs model {tuple(target.shape)} (only the classifier and the "
+                               "tubelet size may differ)")
+        report.copied.append(key)
+    return report, load
+
+
+def retime(kernel: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """A patch kernel spread over another temporal extent (a 2D kernel is one frame deep): summed
+    over time, then divided evenly over the new depth, so a static clip keeps its response; None
+    when the two are not such a pair."""
+    def as_3d(shape: torch.Size) -> tuple[int, ...] | None:
+        return tuple(shape) if len(shape) == 5 else (*shape[:2], 1, *shape[2:]) if len(shape) == 4 else None
+
+    src, dst = as_3d(kernel.shape), as_3d(target.shape)
+    if src is None or dst is None or src[:2] != dst[:2] or src[3:] != dst[3:]:
+        return None
+    summed = kernel.reshape(src).sum(2, keepdim=True)
+    return (summed.repeat(1, 1, dst[2], 1, 1) / dst[2]).reshape(target.shape)
+
+
+def load_video_weights(model: nn.Module, source: StateDict | str | PathLike) -> TransferReport:
+    """Start fine-tuning from a video checkpoint (released layout or a vfn checkpoint's `model`):
+    everything that fits is loaded, the classifier is re-initialised when the class count differs,
+    a different tubelet size is re-inflated (a different frame count needs nothing: no weight
+    depends on it). Returns what was copied and what was initialised."""
+    report, load = plan_video_transfer(model.state_dict(), read_state_dict(source))
+    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in load.items()}, strict=False)
+    return report
 
 
 # --------------------------------------------------------------------------------------------

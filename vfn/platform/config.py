@@ -41,6 +41,11 @@ class ModelSection(_StrictModel):
     focal_levels: list[int] = [2, 2, 2, 2]
     focal_windows: list[int] = [3, 3, 3, 3]
     pretrained: str | None = Field(None, description="ImageNet FocalNet weights to inflate (file path)")
+    finetune_from: str | None = Field(
+        None,
+        description="a video checkpoint to start from: released weights, or a vfn checkpoint or run directory "
+        "(the classifier is re-initialised when the class count differs)",
+    )
     grad_checkpointing: bool = False
     temporal_init: Literal["identity", "released"] = Field(
         "identity",
@@ -54,6 +59,13 @@ class ModelSection(_StrictModel):
         "leaves the focal modulators near zero, so an uninitialised model is almost blind to frame order; "
         "'xavier' starts the temporal branch with signal (ignored for weights loaded from model.pretrained)",
     )
+
+    @model_validator(mode="after")
+    def _one_start(self):
+        if self.pretrained and self.finetune_from:
+            raise ValueError("model.pretrained (ImageNet weights to inflate) and model.finetune_from (a video "
+                             "checkpoint) are two ways to start: set one of them")
+        return self
 
     @model_validator(mode="after")
     def _stages(self):
@@ -440,7 +452,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def absolutize(cfg: ExperimentConfig, base: str | Path | None = None) -> ExperimentConfig:
     base = Path(base or Path.cwd())
     updates = {}
-    for key in ("data.train", "data.val", "data.labels", "model.pretrained", "output.root"):
+    for key in ("data.train", "data.val", "data.labels", "model.pretrained", "model.finetune_from", "output.root"):
         value = cfg.flat().get(key)
         if value and "://" not in value and not Path(value).is_absolute():
             updates[key] = str((base / value).resolve())

@@ -9,9 +9,10 @@ once before reporting top-1, top-5 and mean class accuracy.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from .config import ConfigError, ExperimentConfig
 from .data.clips import normalize
 
 
@@ -128,21 +130,92 @@ def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: to
 # -- `vfn eval`: a checkpoint on a validation/test split, distributed over Ray Train workers -------
 
 
+@dataclass(frozen=True)
+class EvalSource:
+    """What `vfn eval` evaluates. `trained`: a vfn training checkpoint, whose header gives the
+    config and MLflow run; else released weights or a plain state dict, described by an experiment
+    file and/or `--model` plus overrides, and checked to fit before Ray starts."""
+
+    cfg: ExperimentConfig
+    weights: str  # the checkpoint file's location (path or URI)
+    trained: bool
+    mlflow_run_id: str | None = None
+
+    @property
+    def views(self) -> str:
+        return f"{self.cfg.eval.num_clips}x{self.cfg.eval.num_crops}"
+
+
+def eval_source(checkpoint: str, data: str, overrides: list[str] | None = None, config_file: str | None = None,
+                model: str | None = None) -> EvalSource:
+    """Resolve a checkpoint (file, checkpoint or run directory, released weights) and its config."""
+    from . import storage
+    from .checkpoints import RunCheckpointError, find_checkpoint, read_header
+    from .config import load_config, validate
+
+    data_keys = {"data.val": storage.absolute(data), "data.train": None}
+    try:
+        path = find_checkpoint(checkpoint)
+        header = read_header(path)
+    except RunCheckpointError:
+        if not storage.is_file(str(checkpoint)):
+            raise
+        cfg = load_config(config_file, [*([f"model.name={model}"] if model else []), *(overrides or [])])
+        cfg = cfg.with_overrides(data_keys)
+        check_weights_fit(cfg, str(checkpoint))
+        return EvalSource(cfg, storage.absolute(checkpoint), trained=False)
+    if config_file or model:
+        raise ConfigError(f"{path} is a vfn training checkpoint and carries its own config; --config and --model "
+                          "describe released weights (override single keys instead)")
+    cfg = validate(header["config"], f"{path} (saved config)").with_overrides(data_keys)
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    return EvalSource(cfg, str(path), trained=True, mlflow_run_id=header.get("mlflow_run_id"))
+
+
+def check_weights_fit(cfg: ExperimentConfig, weights: str) -> None:
+    """Weights that do not load strictly into the config's model: a one-line ConfigError naming the
+    first key that does not fit (shapes only: the file is memory-mapped, the model built on `meta`)."""
+    from vfn.model.weights import first_mismatch, read_state_dict
+
+    from . import storage
+    from .step import build_model
+
+    sd = read_state_dict(storage.local_copy(weights), mmap=True)
+    with torch.device("meta"):
+        model = build_model(cfg, load_pretrained=False)
+    if problem := first_mismatch(model.state_dict(), sd):
+        raise ConfigError(f"{weights} does not fit the config's model ({cfg.model.name}, design {cfg.model.design}, "
+                          f"{cfg.data.num_classes} classes): {problem}")
+
+
+def load_eval_weights(model: nn.Module, config: dict) -> None:
+    """A worker's weights: the training checkpoint's model (or EMA) entry, or the whole state dict."""
+    from vfn.model.weights import read_state_dict
+
+    from . import storage
+    from .checkpoints import load_state
+
+    if config["trained"]:
+        state = load_state(config["checkpoint"])
+        sd = state["ema"] if config.get("use_ema") and state.get("ema") else state["model"]
+    else:
+        sd = read_state_dict(storage.local_copy(config["checkpoint"]))
+    model.load_state_dict(sd)
+
+
 def eval_loop_per_worker(config: dict) -> dict | None:
     """One evaluation worker: its uneven share of the videos, then one all-reduce. A counting error
     comes back as `{"error": ...}` (Ray would wrap an exception in a traceback) for the driver to raise."""
     import ray.train
     import ray.train.torch
 
-    from .checkpoints import load_state
-    from .config import ExperimentConfig
     from .step import autocast_for, build_model, resolve_precision
 
     cfg = ExperimentConfig.model_validate(config["cfg"])
     device = ray.train.torch.get_device()
     model = build_model(cfg, load_pretrained=False)
-    state = load_state(config["checkpoint"])
-    model.load_state_dict(state["ema"] if config.get("use_ema") and state.get("ema") else state["model"])
+    load_eval_weights(model, config)
     model.to(device)
     autocast = autocast_for(resolve_precision(cfg, device), device)
     acc = EvalAccumulator(cfg.data.num_classes, config["num_videos"], device)
@@ -163,44 +236,50 @@ def run_evaluation(
     data: str,
     *,
     overrides: list[str] | None = None,
+    config_file: str | None = None,
+    model: str | None = None,
     workdir: str = ".",
     num_workers: int | None = None,
     use_ema: bool = False,
     log_to_mlflow: bool = True,
     ray_init_kwargs: dict | None = None,
 ) -> tuple[EvalResult, dict]:
-    """Evaluate a training checkpoint on Parquet shards; logs to the checkpoint's MLflow run when
-    its store is reachable, else to a new run in `<workdir>/mlflow.db`. Returns (result, info).
+    """Evaluate a training checkpoint, or released weights described by `config_file` / `model`
+    and overrides, on Parquet shards. A training checkpoint's metrics go to its MLflow run when
+    its store is reachable, else to a new run in `<workdir>/mlflow.db`; released weights get an
+    evaluation run of their own in the config's store. Returns (result, info).
 
-    The driver reads only the checkpoint's small header (config, MLflow run id); the workers
-    load the weights, each on its own node."""
+    The driver reads only a training checkpoint's small header (config, MLflow run id), and only
+    the shapes of released weights; the workers load the weights, each on its own node."""
+    source = eval_source(checkpoint, data, overrides, config_file, model)
+    if num_workers:
+        source = replace(source, cfg=source.cfg.with_overrides({"scaling.num_workers": num_workers}))
+    t0 = time.time()
+    res = evaluate_on_ray(source, workdir, use_ema, ray_init_kwargs)
+    info = {"checkpoint": source.weights, "seconds": time.time() - t0, "views": source.views}
+    if log_to_mlflow and source.cfg.tracking.enabled:
+        info.update(log_evaluation(source, res, data, workdir))
+    return res, info
+
+
+def evaluate_on_ray(source: EvalSource, workdir: str, use_ema: bool, ray_init_kwargs: dict | None) -> EvalResult:
     from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
-    from . import storage
-    from .checkpoints import find_checkpoint, read_header
-    from .config import validate
     from .data.pipeline import datasets_for
     from .data.shards import count_videos
     from .ray_setup import SplitDataConfig, check_resources, init_ray, quiet_ray_data, use_gpu, worker_scaling
 
-    path = find_checkpoint(checkpoint)
-    header = read_header(path)
-    cfg = validate(header["config"], f"{path} (saved config)")
-    cfg = cfg.with_overrides({"data.val": storage.absolute(data), "data.train": None})
-    if overrides:
-        cfg = cfg.with_overrides(overrides)
-    if num_workers:
-        cfg = cfg.with_overrides({"scaling.num_workers": num_workers})
+    cfg = source.cfg
     num_videos = count_videos(cfg.data.val)
     fixed = init_ray(ray_init_kwargs)
     quiet_ray_data()
     gpu = use_gpu(cfg)
     check_resources(cfg, gpu, fixed)
-    t0 = time.time()
     trainer = TorchTrainer(
         eval_loop_per_worker,
-        train_loop_config=dict(cfg=cfg.to_dict(), checkpoint=str(path), num_videos=num_videos, use_ema=use_ema),
+        train_loop_config=dict(cfg=cfg.to_dict(), checkpoint=source.weights, trained=source.trained,
+                               num_videos=num_videos, use_ema=use_ema),
         scaling_config=worker_scaling(cfg, gpu),
         run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                              storage_path=str(Path(workdir).resolve() / "runs")),
@@ -210,38 +289,62 @@ def run_evaluation(
     out = trainer.fit().return_value
     if out.get("error"):
         raise EvaluationCountError(out["error"])
-    res = EvalResult(top1=out["eval_top1"], top5=out["eval_top5"], mean_class_acc=out["eval_mean_class_acc"],
-                     videos=int(out["eval_videos"]), corrupt=int(out["eval_corrupt"]),
-                     confusion=np.asarray(out["confusion"], dtype=np.int64))
-    info = {"checkpoint": str(path), "seconds": time.time() - t0, "views": f"{cfg.eval.num_clips}x{cfg.eval.num_crops}"}
-    if log_to_mlflow and cfg.tracking.enabled:
-        info.update(log_evaluation(cfg, header.get("mlflow_run_id"), res, data, workdir))
-    return res, info
+    return EvalResult(top1=out["eval_top1"], top5=out["eval_top5"], mean_class_acc=out["eval_mean_class_acc"],
+                      videos=int(out["eval_videos"]), corrupt=int(out["eval_corrupt"]),
+                      confusion=np.asarray(out["confusion"], dtype=np.int64))
 
 
-def log_evaluation(cfg, run_id: str | None, res: EvalResult, data: str, workdir: str) -> dict:
-    """Log `eval_*` metrics and the confusion matrix to the training run when its store is here,
-    else to a new run in the work directory's store."""
+def log_evaluation(source: EvalSource, res: EvalResult, data: str, workdir: str) -> dict:
+    """Log `eval_*` metrics and the confusion matrix: into the training run when its store is here;
+    else into a new evaluation run (released weights: in the config's store, tagged with the
+    source file and its sha256, so `vfn compare` shows them beside trained runs)."""
     from mlflow.entities import Metric
 
     from . import storage
     from .data.manifest import read_label_names
-    from .tracking import log_figure, mlflow_client, plot_confusion, start_run, tracking_uri
+    from .tracking import finish_run, log_figure, mlflow_client, plot_confusion
 
-    uri = tracking_uri(cfg)
-    if not training_run_here(uri, run_id):
-        cfg = cfg.with_overrides({"output.root": str(Path(workdir).resolve()), "tracking.tracking_uri": None})
-        uri = tracking_uri(cfg)
-        with tempfile.TemporaryDirectory() as d:
-            run_id = start_run(cfg, d, run_name=f"eval {cfg.output.name}", tags={"vfn.kind": "eval"})
+    cfg = source.cfg
+    uri, run_id, new_run = eval_run(source, workdir)
     client = mlflow_client(uri)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in res.metrics("eval_").items()])
     client.set_tag(run_id, "eval.data", storage.absolute(data))
+    client.set_tag(run_id, "eval.views", source.views)
     labels = read_label_names(cfg.data.labels) if cfg.data.labels and Path(cfg.data.labels).is_file() else None
     fig = plot_confusion(res.confusion, labels, f"eval {cfg.output.name}: top-1 {100 * res.top1:.1f}%")
     log_figure(uri, run_id, fig, "eval_confusion_matrix.png")
+    if new_run:
+        finish_run(uri, run_id)
     return {"mlflow_run_id": run_id, "tracking_uri": uri}
+
+
+def eval_run(source: EvalSource, workdir: str) -> tuple[str, str, bool]:
+    """(tracking URI, run id, whether the run is new) of the MLflow run an evaluation logs to."""
+    from . import storage
+    from .tracking import start_run, tracking_uri
+
+    cfg = source.cfg
+    if source.trained:
+        if training_run_here(tracking_uri(cfg), source.mlflow_run_id):
+            return tracking_uri(cfg), source.mlflow_run_id, False
+        cfg = cfg.with_overrides({"output.root": str(Path(workdir).resolve()), "tracking.tracking_uri": None})
+        tags = {"vfn.kind": "eval"}
+    else:
+        tags = {"vfn.kind": "eval", "source_checkpoint": source.weights,
+                "source_sha256": file_sha256(storage.local_copy(source.weights))}
+    with tempfile.TemporaryDirectory() as d:
+        name = f"eval {Path(source.weights).name if not source.trained else cfg.output.name}"
+        run_id = start_run(cfg, d, run_name=name, tags={**tags, "eval.views": source.views})
+    return tracking_uri(cfg), run_id, True
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def training_run_here(uri: str, run_id: str | None) -> bool:

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from vfn.errors import first_line
+
 from .config import ConfigError, ExperimentConfig
 from .data.clips import VideoMixup, normalize
 from .data.device_augment import DeviceAugment
@@ -59,7 +61,30 @@ def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> nn.Mo
         model.init_temporal(cfg.model.temporal_init)  # xavier re-drew the linears an identity start sets
     if load_pretrained and cfg.model.pretrained:
         vm.load_image_weights(model, cfg.model.pretrained)
+    if load_pretrained and cfg.model.finetune_from:
+        from .checkpoints import resolve_checkpoint
+
+        vm.load_video_weights(model, resolve_checkpoint(cfg.model.finetune_from))
     return model
+
+
+def finetune_transfer(cfg: ExperimentConfig):
+    """What `model.finetune_from` will copy into the model and what starts fresh (a
+    `vfn.model.TransferReport`), checked on the driver before Ray starts: the checkpoint is
+    memory-mapped and the model built on `meta`, so only shapes are read. None without it."""
+    from vfn.model.weights import WeightsError, plan_video_transfer, read_state_dict
+
+    from .checkpoints import RunCheckpointError, resolve_checkpoint
+
+    if not cfg.model.finetune_from:
+        return None
+    try:
+        sd = read_state_dict(resolve_checkpoint(cfg.model.finetune_from), mmap=True)
+        with torch.device("meta"):
+            model = build_model(cfg, load_pretrained=False)
+        return plan_video_transfer(model.state_dict(), sd)[0]
+    except (RunCheckpointError, WeightsError) as e:
+        raise ConfigError(f"model.finetune_from: {first_line(e)}") from None
 
 
 def build_optimizer(cfg: ExperimentConfig, model: nn.Module, plan: Plan):

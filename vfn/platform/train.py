@@ -34,7 +34,7 @@ from .data.shards import count_videos, list_shards
 from .progress import ProgressBoard, ProgressPrinter
 from .ray_setup import SplitDataConfig, check_resources, init_ray, quiet_ray_data, use_gpu, worker_scaling
 from .report import model_cost
-from .step import Plan
+from .step import Plan, finetune_transfer
 from .worker import STOP_FILE, train_loop_per_worker
 
 # sections that must match for a re-run to continue an existing run
@@ -136,13 +136,16 @@ def run_training(
         cfg = cfg.with_overrides({"output.name": f"{cfg.model.name}-{cfg.fingerprint()}"})
     plan = make_plan(cfg)
     label_names = check_labels(cfg)
+    transfer = finetune_transfer(cfg)
+    if transfer is not None:
+        print(f"vfn train: fine-tuning from {cfg.model.finetune_from}: {transfer.summary()}", flush=True)
     if cfg.tracking.enabled:
         tracking.check_tracking_server(tracking.tracking_uri(cfg))  # before anything is written or spent
     fixed = init_ray(ray_init_kwargs)
     gpu = use_gpu(cfg)
     check_resources(cfg, gpu, fixed)
     run_dir = prepare_run_dir(cfg)
-    uri, run_id = open_mlflow_run(cfg, run_dir, parent_run_id, run_name, extra_tags)
+    uri, run_id = open_mlflow_run(cfg, run_dir, parent_run_id, run_name, extra_tags, transfer)
     quiet_ray_data()
     board = ProgressBoard.remote() if progress else None
     corrupt = CorruptWatch(run_dir)
@@ -183,14 +186,20 @@ def check_labels(cfg: ExperimentConfig) -> list[str] | None:
 
 
 def open_mlflow_run(cfg: ExperimentConfig, run_dir: str, parent_run_id: str | None, run_name: str | None,
-                    extra_tags: dict[str, str] | None) -> tuple[str | None, str | None]:
-    """(tracking URI, run id) of the run's MLflow run, created or reopened; (None, None) when off."""
+                    extra_tags: dict[str, str] | None, transfer=None) -> tuple[str | None, str | None]:
+    """(tracking URI, run id) of the run's MLflow run, created or reopened; (None, None) when off.
+    `transfer`: the fine-tuning start's report (`step.finetune_transfer`), logged as a tag and a file."""
     if not cfg.tracking.enabled:
         return None, None
     params_m, gflops = model_cost(cfg)  # shapes only, on the meta device
     tags = {"params_M": f"{params_m:.4g}", "gflops_per_view": f"{gflops:.4g}", **(extra_tags or {})}
+    if transfer is not None:
+        tags["finetune.report"] = transfer.summary()[:5000]
     run_id = tracking.start_run(cfg, run_dir, tags=tags, parent_run_id=parent_run_id, run_name=run_name)
-    return tracking.tracking_uri(cfg), run_id
+    uri = tracking.tracking_uri(cfg)
+    if transfer is not None:
+        tracking.mlflow_client(uri).log_dict(run_id, asdict(transfer), "finetune_report.json")
+    return uri, run_id
 
 
 def close_mlflow_run(uri: str | None, run_id: str | None, status: str) -> None:
