@@ -115,9 +115,16 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
 
     assert f"  {result.corrupt}" in summary(result).splitlines()
 
-    # the same command again: continues (here: already complete) in the same run, same step count
+    # the same command again: the run had finished, so nothing starts (no Ray Train run), and the
+    # stored result names the same MLflow run and step count
+    import vfn.platform.train as train_module
+
+    monkeypatch.setattr(train_module, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = run_training(cfg, progress=False)
-    assert again.mlflow_run_id == result.mlflow_run_id and again.metrics["global_step"] == m["global_step"]
+    assert again.already_finished and again.mlflow_run_id == result.mlflow_run_id
+    assert again.metrics["global_step"] == m["global_step"] and again.best_checkpoint == result.best_checkpoint
+    assert "had already finished: 3 epochs" in summary(again)
+    monkeypatch.undo()
 
     # `vfn eval` path: 2 workers, multi-view, every video once; the driver reads only the
     # checkpoint's header (torch.load here would read weights and optimiser state: Ray's workers

@@ -25,7 +25,7 @@ from ray.train.torch import TorchTrainer
 from vfn.errors import first_line
 
 from . import storage, tracking
-from .checkpoints import CHECKPOINT_FILE, write_run_index
+from .checkpoints import CHECKPOINT_FILE, read_run_index, write_run_index
 from .config import ConfigError, ExperimentConfig, diff, validate
 from .data.ledger import CorruptWatch
 from .data.manifest import read_label_names
@@ -58,6 +58,7 @@ class TrainResult:
     tracking_uri: str | None
     wall_s: float
     corrupt: str = ""  # which corrupt videos were skipped and where the full list is ('' for none)
+    already_finished: bool = False  # it had trained every step with this config before: nothing ran
 
 
 
@@ -141,6 +142,8 @@ def run_training(
         print(f"vfn train: fine-tuning from {cfg.model.finetune_from}: {transfer.summary()}", flush=True)
     if cfg.tracking.enabled:
         tracking.check_tracking_server(tracking.tracking_uri(cfg))  # before anything is written or spent
+    if not callbacks and (done := finished_result(cfg, plan, t0)) is not None:  # a Tune trial needs its reports
+        return done
     fixed = init_ray(ray_init_kwargs)
     gpu = use_gpu(cfg)
     check_resources(cfg, gpu, fixed)
@@ -168,11 +171,28 @@ def run_training(
     if plan.val_videos and result.best_checkpoints:
         best = storage.with_path(run_dir, result.get_best_checkpoint(cfg.output.metric, "max").path)
     write_run_index(run_dir, best_checkpoint=best, latest_checkpoint=latest, mlflow_run_id=run_id, tracking_uri=uri,
-                    plan=asdict(plan))
+                    plan=asdict(plan), final_metrics={k: v for k, v in metrics.items()
+                                                      if isinstance(v, (int, float, str, bool))})
     skipped = corrupt.note()
     if run_id:
         log_run_artifacts(uri, run_id, run_dir, best, metrics, corrupt.path if skipped else None)
     return TrainResult(cfg.output.name, run_dir, metrics, best, latest, run_id, uri, time.time() - t0, skipped)
+
+
+def finished_result(cfg: ExperimentConfig, plan: Plan, t0: float) -> TrainResult | None:
+    """The stored result when this run already trained every step with this config: running the
+    same command again then starts nothing (Ray Train would spend ~20 s restoring the run only to
+    find no step left). A run configured differently goes on to `prepare_run_dir`'s refusal. Not
+    for sweep trials (Ray Train callbacks given): Tune expects the run's reports."""
+    run_dir = storage.join(runs_location(cfg), cfg.output.name)
+    index = read_run_index(run_dir)
+    final, saved = index.get("final_metrics"), storage.read_text(storage.join(run_dir, CONFIG_FILE))
+    if not final or saved is None or final.get("global_step") != plan.total_steps:
+        return None
+    if diff(validate(yaml.safe_load(saved), CONFIG_FILE), cfg, RESUME_SECTIONS):
+        return None
+    return TrainResult(cfg.output.name, run_dir, final, index.get("best_checkpoint"), index.get("latest_checkpoint"),
+                       index.get("mlflow_run_id"), index.get("tracking_uri"), time.time() - t0, already_finished=True)
 
 
 def check_labels(cfg: ExperimentConfig) -> list[str] | None:

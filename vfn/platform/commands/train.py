@@ -50,8 +50,12 @@ def summary(result) -> str:
     m = result.metrics
     # a lost worker (Ray Train restarts the group) or a re-run of an interrupted command
     restarts = f", resumed from a checkpoint {m['restarts']} time(s)" if m.get("restarts") else ""
-    lines = [f"run '{result.name}' finished in {result.wall_s:.0f} s: {m.get('epoch')} epochs, "
-             f"{m.get('global_step')} optimiser steps{restarts}"]
+    steps = f"{m.get('epoch')} epochs, {m.get('global_step')} optimiser steps"
+    if result.already_finished:
+        head = f"had already finished: {steps} (nothing to train; output.name=NEW_NAME starts another run)"
+    else:
+        head = f"finished in {result.wall_s:.0f} s: {steps}{restarts}"
+    lines = [f"run '{result.name}' {head}"]
     if "val_top1" in m and m["val_top1"] >= 0:
         lines.append(
             f"  val top-1 {100 * m['val_top1']:.2f}%  top-5 {100 * m['val_top5']:.2f}%  "
