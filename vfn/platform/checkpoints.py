@@ -41,7 +41,8 @@ def save_state(directory: str | Path, state: dict[str, Any]) -> Path:
 def read_header(location: str | Path) -> dict[str, Any]:
     """The small entries (config, MLflow run id, epoch, step) of the checkpoint file at `location`
     (as `find_checkpoint` gives it), without reading its tensors."""
-    text = storage.read_text(storage.join(str(location).rsplit("/", 1)[0], HEADER_FILE))
+    location = storage.absolute(location)  # a bare file name has a directory too
+    text = storage.read_text(storage.join(location.rsplit("/", 1)[0], HEADER_FILE))
     if text is not None:
         return json.loads(text)
     # a checkpoint from before header.json: memory-map it, so the tensors stay on disk
