@@ -134,7 +134,7 @@ def test_weights_that_do_not_fit_the_config_fail_in_one_line_before_ray(shared_s
     released_weights(cfg, tmp_path / "released.pth")
     monkeypatch.setattr("vfn.platform.ray_setup.init_ray", lambda *a, **k: pytest.fail("Ray was started"))
     monkeypatch.chdir(tmp_path)  # a file name as the user types it, no directory
-    with pytest.raises(ConfigError, match=r"^\S+released.pth does not fit the config's model .*: shape mismatch at "
+    with pytest.raises(ConfigError, match=r"^released.pth does not fit the config's model .*: shape mismatch at "
                                           r"'head.weight': checkpoint \(4, 64\) vs model \(5, 64\)$"):
         evaluate.run_evaluation("released.pth", str(shared_shards), config_file=exp, overrides=["data.num_classes=5"])
     with pytest.raises(ConfigError, match=r"does not fit .*: (unexpected|missing) key 'layers.0.blocks.1."):
