@@ -6,6 +6,7 @@ a bucket; fits are costly, so each scenario is proved once.)"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,24 @@ def test_corrupt_training_videos_over_budget_stop_the_run_in_one_line(ray_sessio
     runs = client.search_runs([client.get_experiment_by_name("video-focalnets").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert runs[0].data.metrics["epoch/train_corrupt"] >= 3
+
+
+def test_a_run_started_with_another_config_is_refused_and_never_taken_as_finished(tmp_path):
+    """No Ray: the saved config decides both whether a re-run may continue and whether it is done."""
+    from vfn.platform.checkpoints import write_run_index
+    from vfn.platform.config import ConfigError, load_config
+    from vfn.platform.step import Plan
+    from vfn.platform.train import finished_result, prepare_run_dir
+
+    cfg = load_config(None, [f"output.root={tmp_path}", "output.name=r"])
+    plan = Plan(train_videos=8, val_videos=0, micro_steps_per_epoch=2, steps_per_epoch=2, total_steps=4,
+                warmup_steps=0, lr=1e-3)
+    assert finished_result(cfg, plan, 0.0) is None  # nothing there yet
+    run_dir = prepare_run_dir(cfg)
+    write_run_index(run_dir, final_metrics={"global_step": 4, "epoch": 2})
+    assert finished_result(cfg, plan, 0.0).already_finished
+    assert finished_result(cfg, replace(plan, total_steps=6), 0.0) is None  # more data: more steps to go
+    changed = cfg.with_overrides({"optim.lr": 0.5})
+    assert finished_result(changed, plan, 0.0) is None
+    with pytest.raises(ConfigError, match=r"was started with another config \(.*optim.lr"):
+        prepare_run_dir(changed)

@@ -162,8 +162,9 @@ def load_video_weights(model: nn.Module, source: StateDict | str | PathLike) -> 
     everything that fits is loaded, the classifier is re-initialised when the class count differs,
     a different tubelet size is re-inflated (a different frame count needs nothing: no weight
     depends on it). Returns what was copied and what was initialised."""
-    report, load = plan_video_transfer(model.state_dict(), read_state_dict(source))
-    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in load.items()}, strict=False)
+    model_sd = model.state_dict()
+    report, load = plan_video_transfer(model_sd, read_state_dict(source))
+    model.load_state_dict({k: v.to(model_sd[k].dtype) for k, v in load.items()}, strict=False)
     return report
 
 

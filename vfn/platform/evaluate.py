@@ -179,12 +179,10 @@ def check_weights_fit(cfg: ExperimentConfig, weights: str) -> None:
     from vfn.model.weights import first_mismatch, read_state_dict
 
     from . import storage
-    from .step import build_model
+    from .step import meta_state_dict
 
     sd = read_state_dict(storage.local_copy(weights), mmap=True)
-    with torch.device("meta"):
-        model = build_model(cfg, load_pretrained=False)
-    if problem := first_mismatch(model.state_dict(), sd):
+    if problem := first_mismatch(meta_state_dict(cfg), sd):
         raise ConfigError(f"{weights} does not fit the config's model ({cfg.model.name}, design {cfg.model.design}, "
                           f"{cfg.data.num_classes} classes): {problem}")
 
@@ -340,11 +338,8 @@ def eval_run(source: EvalSource, workdir: str) -> tuple[str, str, bool]:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def training_run_here(uri: str, run_id: str | None) -> bool:

@@ -68,6 +68,12 @@ def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> nn.Mo
     return model
 
 
+def meta_state_dict(cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """The state dict of the config's model on the `meta` device: names and shapes, no memory."""
+    with torch.device("meta"):
+        return build_model(cfg, load_pretrained=False).state_dict()
+
+
 def finetune_transfer(cfg: ExperimentConfig):
     """What `model.finetune_from` will copy into the model and what starts fresh (a
     `vfn.model.TransferReport`), checked on the driver before Ray starts: the checkpoint is
@@ -80,9 +86,7 @@ def finetune_transfer(cfg: ExperimentConfig):
         return None
     try:
         sd = read_state_dict(resolve_checkpoint(cfg.model.finetune_from), mmap=True)
-        with torch.device("meta"):
-            model = build_model(cfg, load_pretrained=False)
-        return plan_video_transfer(model.state_dict(), sd)[0]
+        return plan_video_transfer(meta_state_dict(cfg), sd)[0]
     except (RunCheckpointError, WeightsError) as e:
         raise ConfigError(f"model.finetune_from: {first_line(e)}") from None
 

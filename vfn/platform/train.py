@@ -101,19 +101,24 @@ def prepare_run_dir(cfg: ExperimentConfig) -> str:
     configured differently."""
     runs = runs_location(cfg)
     run_dir = storage.join(runs, cfg.output.name)
-    saved = storage.join(run_dir, CONFIG_FILE)
-    if (text := storage.read_text(saved)) is not None:
-        old = validate(yaml.safe_load(text), saved)
-        changes = diff(old, cfg, RESUME_SECTIONS)
-        if changes:
-            more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
-            raise ConfigError(
-                f"run '{cfg.output.name}' in {runs} was started with another config ({changes[0]}{more}); "
-                f"to continue it use the same settings, to start anew pass output.name=NEW_NAME"
-            )
+    if changes := config_changes(run_dir, cfg):
+        more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
+        raise ConfigError(
+            f"run '{cfg.output.name}' in {runs} was started with another config ({changes[0]}{more}); "
+            f"to continue it use the same settings, to start anew pass output.name=NEW_NAME"
+        )
     storage.make_dirs(run_dir)
-    storage.write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    storage.write_text(storage.join(run_dir, CONFIG_FILE), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return run_dir
+
+
+def config_changes(run_dir: str, cfg: ExperimentConfig) -> list[str] | None:
+    """How `cfg` differs from the config the run at `run_dir` was started with, in the sections a
+    continued run must keep; None when the run has no saved config yet."""
+    saved = storage.join(run_dir, CONFIG_FILE)
+    if (text := storage.read_text(saved)) is None:
+        return None
+    return diff(validate(yaml.safe_load(text), saved), cfg, RESUME_SECTIONS)
 
 
 def run_training(
@@ -186,10 +191,8 @@ def finished_result(cfg: ExperimentConfig, plan: Plan, t0: float) -> TrainResult
     for sweep trials (Ray Train callbacks given): Tune expects the run's reports."""
     run_dir = storage.join(runs_location(cfg), cfg.output.name)
     index = read_run_index(run_dir)
-    final, saved = index.get("final_metrics"), storage.read_text(storage.join(run_dir, CONFIG_FILE))
-    if not final or saved is None or final.get("global_step") != plan.total_steps:
-        return None
-    if diff(validate(yaml.safe_load(saved), CONFIG_FILE), cfg, RESUME_SECTIONS):
+    final = index.get("final_metrics")
+    if not final or final.get("global_step") != plan.total_steps or config_changes(run_dir, cfg) != []:
         return None
     return TrainResult(cfg.output.name, run_dir, final, index.get("best_checkpoint"), index.get("latest_checkpoint"),
                        index.get("mlflow_run_id"), index.get("tracking_uri"), time.time() - t0, already_finished=True)
