@@ -9,7 +9,9 @@
    about 3 significant digits, while a wrong cast or overflow gives far less).
 3. The platform's own training step (`vfn.platform.step.TrainStep`, the one the Ray worker runs)
    on CUDA in bf16 and fp16 (GradScaler): mixup/cutmix, accumulation over 2 micro-batches,
-   clipping and EMA; finite losses, one optimiser step per 2 micro-batches, EMA moved.
+   clipping and EMA; finite losses, one optimiser step per 2 micro-batches, EMA moved. Then the
+   same step compiled (`model.compile`, bf16): the same losses as eager within bf16's precision,
+   and checkpoint keys without compile's prefix.
    It reads an `ExperimentConfig`, so pydantic must import: where the GPU image lacks it, carry
    its wheels (pydantic, pydantic-core, annotated-types, typing-inspection; the device README).
 4. On-device augmentation (`augment.on_device`): `DeviceAugment` on CUDA against the CPU path
@@ -89,9 +91,10 @@ def check_train_step(dev: torch.device) -> None:
     from vfn.platform.config import validate
     from vfn.platform.step import Plan, TrainStep
 
-    for precision in ("bf16", "fp16"):
+    losses = {}
+    for precision, compile in (("bf16", False), ("fp16", False), ("bf16", True)):
         cfg = validate({
-            "model": {"embed_dim": 32, "depths": [1, 1, 2, 1]},
+            "model": {"embed_dim": 32, "depths": [1, 1, 2, 1], "drop_path_rate": 0.0, "compile": compile},
             "data": {"num_classes": 10, "num_frames": 8, "input_size": 64},
             "augment": {"mixup_prob": 1.0},
             "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 2, "warmup_epochs": 1,
@@ -101,18 +104,25 @@ def check_train_step(dev: torch.device) -> None:
                     warmup_steps=1, lr=cfg.scaled_lr)
         step = TrainStep(cfg, plan, dev)
         ema_before = next(iter(step.ema.module.parameters())).detach().clone()
-        losses = []
+        torch.manual_seed(1)  # the same batches and mixup draws for every variant
+        run = []
         for i in range(4):
             video = torch.randint(0, 256, (4, 8, 3, 64, 64), dtype=torch.uint8)
-            losses.append(step(video, torch.randint(0, 10, (4,)), None, i).loss)
+            run.append(step(video, torch.randint(0, 10, (4,)), None, i).loss)
         ema_moved = not torch.equal(ema_before, next(iter(step.ema.module.parameters())).detach())
-        check(all(map(torch.isfinite, map(torch.tensor, losses))) and step.global_step == 2 and ema_moved,
-              f"TrainStep {precision} on CUDA: losses {[round(x, 3) for x in losses]}, "
+        name = f"TrainStep {precision}{' compiled' if compile else ''}"
+        check(all(map(torch.isfinite, map(torch.tensor, run))) and step.global_step == 2 and ema_moved,
+              f"{name} on CUDA: losses {[round(x, 3) for x in run]}, "
               f"{step.global_step} optimiser steps for 4 micro-batches, EMA moved: {ema_moved}")
+        losses[precision, compile] = torch.tensor(run)
+        if compile:
+            gap = (losses["bf16", True] - losses["bf16", False]).abs().max().item()
+            keys = list(step.state_dict()["model"])
+            check(step.compile_s is not None and type(step.model).__name__ == "OptimizedModule",
+                  f"{name}: compiled ahead in {step.compile_s:.1f} s")
+            check(gap < 0.05 and not any("_orig_mod" in k for k in keys),
+                  f"{name}: losses vs eager bf16 max |diff| {gap:.4f}; checkpoint keys as eager ({keys[0]}, ...)")
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def check_device_augment(dev: torch.device, b: int = 32) -> None:
@@ -148,3 +158,7 @@ def check_device_augment(dev: torch.device, b: int = 32) -> None:
     check(diff.mean() < 0.5 and (diff > 2).float().mean() < 0.01,
           f"DeviceAugment on CUDA: {ms:.2f} ms per batch of {b} 8x224 clips; vs the CPU path mean |diff| "
           f"{diff.mean():.3f}, {(diff > 2).float().mean():.2%} over 2 levels")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vfn.platform.config import DESIGNS, MODELS, ConfigError, load_config, validate
+from vfn.platform.config import COMPILE_MODES, DESIGNS, MODELS, ConfigError, load_config, validate
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -104,6 +104,7 @@ def test_schema_choices_match_the_model_package():
     import vfn.model
 
     assert tuple(DESIGNS) == tuple(vfn.model.DESIGNS)
+    assert COMPILE_MODES == vfn.model.COMPILE_MODES
     assert set(MODELS) == set(vfn.model.ZOO)
 
 

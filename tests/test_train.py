@@ -207,3 +207,5 @@ def test_a_run_started_with_another_config_is_refused_and_never_taken_as_finishe
     assert finished_result(changed, plan, 0.0) is None
     with pytest.raises(ConfigError, match=r"was started with another config \(.*optim.lr"):
         prepare_run_dir(changed)
+    # how the same computation runs may change (e.g. continuing eagerly after compilation failed)
+    assert prepare_run_dir(cfg.with_overrides({"model.compile": True, "model.compile_mode": "max-autotune"}))

@@ -1,5 +1,6 @@
 """Video-FocalNet models: pure PyTorch + timm (never imports ray or mlflow)."""
 
+from .compiling import COMPILE_MODES, Compiled, compile_ahead
 from .modulation import DESIGNS
 from .video_focalnet import TEMPORAL_INITS, VideoFocalNet, VideoFocalNetBlock
 from .weights import (
@@ -15,6 +16,9 @@ from .weights import (
 from .zoo import ZOO, create_model
 
 __all__ = [
+    "COMPILE_MODES",
+    "Compiled",
+    "compile_ahead",
     "DESIGNS",
     "TEMPORAL_INITS",
     "ZOO",

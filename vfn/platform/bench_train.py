@@ -9,6 +9,7 @@ worker on the live pipeline (`vfn train`'s decode tasks on the same CPUs as the 
 CPU-only machine also measures the decode competing with the step for cores. Steady state only:
 the first `--warmup` steps (process start, first batches, allocator warm-up) are not timed.
 `--json PATH` writes plain_clips_per_s, ray_clips_per_s, ray_over_plain, ray_live_decode_clips_per_s.
+`--compile` runs both loops with `model.compile` (the step compiles ahead, outside the timed steps).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in both loops")
     parser.add_argument("--worker-cpus", type=float, default=0.5,
                         help="CPUs Ray reserves for the worker (the rest of the machine is left to Ray Data)")
+    parser.add_argument("--compile", action="store_true",
+                        help="model.compile=true in both loops (compiled ahead, before the timed steps)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON to PATH")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="experiment overrides of the step, e.g. optim.accum_steps=2 augment.mixup_prob=1")
@@ -43,7 +46,7 @@ def bench_config(args, num_classes: int):
     from vfn.platform.config import validate
 
     raw = {
-        "model": {"embed_dim": args.embed_dim, "depths": args.depths, "drop_path_rate": 0.0},
+        "model": {"embed_dim": args.embed_dim, "depths": args.depths, "drop_path_rate": 0.0, "compile": args.compile},
         "data": {"num_classes": num_classes, "num_frames": args.frames, "input_size": args.size},
         "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 1000, "warmup_epochs": 1,
                   "warmup_lr": 1e-5, "min_lr": 1e-5, "batch_size": args.batch_size, "clip_grad": 5.0},
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: videofocalnet_tiny embed {args.embed_dim} depths {args.depths}, "
               f"clips {args.frames}x{args.size}^2, "
               f"batch {cfg.optim.batch_size} x {cfg.optim.accum_steps} accumulated, {args.threads} torch thread(s); "
-              f"{args.steps} timed micro-batches after {args.warmup}")
+              f"{args.steps} timed micro-batches after {args.warmup}{'; compiled ahead' if args.compile else ''}")
         batches = decoded_batches(files, cfg, min(args.warmup + args.steps, 64))
         fig = {"plain_clips_per_s": plain_loop(args, batches, cfg, plan)}
         print(f"plain PyTorch loop, decoded batches from memory:     {fig['plain_clips_per_s']:7.1f} clips/s",

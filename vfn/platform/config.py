@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 MODELS = ("videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base")
 DESIGNS = ("parallel", "sequential", "spatial", "joint", "factorized")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,12 @@ class ModelSection(_StrictModel):
         "(the classifier is re-initialised when the class count differs)",
     )
     grad_checkpointing: bool = False
+    compile: bool = Field(
+        False,
+        description="torch.compile the model for training and evaluation (compiled once before the first epoch; "
+        "its time is reported apart from throughput; a failed compilation warns once and runs eagerly)",
+    )
+    compile_mode: Literal[COMPILE_MODES] = Field("default", description="torch.compile mode when model.compile")
     temporal_init: Literal["identity", "released"] = Field(
         "identity",
         description="how temporal parts start: 'identity' (the model starts as its spatial counterpart: the "

@@ -107,10 +107,11 @@ class EvalAccumulator:
 
 @torch.no_grad()
 def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: torch.device, autocast,
-                     on_batch=None) -> None:
+                     on_batch=None, pad_to: int | None = None) -> None:
     """Feed view batches {"video": uint8 (B, V, T, 3, S, S), "label", "index", "valid"} to `acc`.
 
     `model` is the bare module (not the DDP wrapper: no collectives per batch, as shards are uneven).
+    `pad_to`: zero-pad shorter batches to this many views (a compiled model keeps one shape).
     """
     was_training = model.training
     model.eval()
@@ -118,8 +119,10 @@ def evaluate_batches(model: nn.Module, batches, acc: EvalAccumulator, device: to
         video = batch["video"].to(device, non_blocking=True)
         b, v = video.shape[:2]
         x = normalize(video.flatten(0, 1))  # (B*V, T, 3, S, S)
+        if pad_to is not None and len(x) < pad_to:
+            x = torch.cat([x, x.new_zeros((pad_to - len(x), *x.shape[1:]))])
         with autocast():
-            logits = model(x)
+            logits = model(x)[: b * v]
         probs = logits.float().softmax(-1).view(b, v, -1).mean(1)
         acc.update(probs, batch["label"], batch["index"], batch["valid"])
         if on_batch is not None:
@@ -208,7 +211,7 @@ def eval_loop_per_worker(config: dict) -> dict | None:
     import ray.train
     import ray.train.torch
 
-    from .step import autocast_for, build_model, resolve_precision
+    from .step import autocast_for, build_model, compile_for_eval, eval_batch_clips, resolve_precision
 
     cfg = ExperimentConfig.model_validate(config["cfg"])
     device = ray.train.torch.get_device()
@@ -216,9 +219,12 @@ def eval_loop_per_worker(config: dict) -> dict | None:
     load_eval_weights(model, config)
     model.to(device)
     autocast = autocast_for(resolve_precision(cfg, device), device)
+    pad_to = None
+    if cfg.model.compile:
+        model, pad_to = compile_for_eval(model, cfg, device, autocast).module, eval_batch_clips(cfg)
     acc = EvalAccumulator(cfg.data.num_classes, config["num_videos"], device)
     evaluate_batches(model, ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=cfg.eval.batch_size),
-                     acc, device, autocast)
+                     acc, device, autocast, pad_to=pad_to)
     acc.all_reduce()
     try:
         res = acc.result()

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from vfn.errors import first_line
+from vfn.model.compiling import Compiled, compile_ahead
 
 from .config import ConfigError, ExperimentConfig
 from .data.clips import VideoMixup, normalize
@@ -124,6 +125,25 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], contextli
     return lambda: torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
 
 
+def eval_batch_clips(cfg: ExperimentConfig) -> int:
+    """Clips per evaluation forward: videos per batch x clips x crops."""
+    return cfg.eval.batch_size * cfg.eval.num_clips * cfg.eval.num_crops
+
+
+def compile_for_eval(net: nn.Module, cfg: ExperimentConfig, device: torch.device, autocast) -> Compiled:
+    """`net` compiled for inference at the evaluation batch shape (`evaluate_batches` pads a short
+    last batch to it, so evaluation never recompiles)."""
+    def warm_eval(model: nn.Module) -> None:
+        x = torch.zeros(eval_batch_clips(cfg), cfg.data.num_frames, 3, cfg.data.input_size, cfg.data.input_size,
+                        device=device)
+        was_training = net.training
+        with torch.no_grad(), autocast():
+            model.eval()(x)
+        net.train(was_training)
+
+    return compile_ahead(net, warm_eval, cfg.model.compile_mode)
+
+
 @dataclass
 class EpochCounters:
     """Per-epoch sums of one worker; `all_reduce` sums them over workers."""
@@ -195,6 +215,30 @@ class TrainStep:
         self.criterion = SoftTargetCrossEntropy()
         self.augment = augment
         self.global_step = 0
+        self.eval_nets = {"val_": self.bare, "val_ema_": self.ema.module if self.ema is not None else None}
+        self.compile_s: float | None = None  # seconds spent compiling ahead (model.compile), else None
+        if cfg.model.compile:
+            self.compile_ahead(cfg)
+
+    def compile_ahead(self, cfg: ExperimentConfig) -> None:
+        """`model.compile`: compile the training model on a batch of the training shape (its backward
+        too) and the evaluation nets on one of the validation shape, before the first epoch, so that
+        no epoch pays for compilation; a failure leaves the step eager (one warning)."""
+        def warm_train(model: nn.Module) -> None:
+            x = torch.zeros(cfg.optim.batch_size, cfg.data.num_frames, 3, cfg.data.input_size, cfg.data.input_size,
+                            device=self.device)
+            with self.autocast():
+                loss = model.train()(x).float().sum()
+            loss.backward()  # under DDP an all-reduce, as every worker warms up alike
+            self.optimizer.zero_grad(set_to_none=True)
+
+        train = compile_ahead(self.model, warm_train, cfg.model.compile_mode)
+        self.model, self.compile_s = train.module, train.seconds
+        if self.plan.val_videos and train.compiled:
+            for prefix, net in self.eval_nets.items():
+                if net is not None:
+                    compiled = compile_for_eval(net, cfg, self.device, self.autocast)
+                    self.eval_nets[prefix], self.compile_s = compiled.module, self.compile_s + compiled.seconds
 
     @property
     def lr(self) -> float:

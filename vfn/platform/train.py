@@ -39,6 +39,8 @@ from .worker import STOP_FILE, train_loop_per_worker
 
 # sections that must match for a re-run to continue an existing run
 RESUME_SECTIONS = ("seed", "model", "data", "augment", "optim", "eval", "scaling")
+# how the same computation runs: a continued run may change them (e.g. drop compile after it failed)
+EXECUTION_ONLY_KEYS = ("model.compile:", "model.compile_mode:")
 CONFIG_FILE = "config.yaml"
 MAX_LOGGED_CHECKPOINT_BYTES = 200 << 20  # larger best checkpoints are logged to MLflow as a pointer only
 
@@ -118,7 +120,8 @@ def config_changes(run_dir: str, cfg: ExperimentConfig) -> list[str] | None:
     saved = storage.join(run_dir, CONFIG_FILE)
     if (text := storage.read_text(saved)) is None:
         return None
-    return diff(validate(yaml.safe_load(text), saved), cfg, RESUME_SECTIONS)
+    changes = diff(validate(yaml.safe_load(text), saved), cfg, RESUME_SECTIONS)
+    return [c for c in changes if not c.startswith(EXECUTION_ONLY_KEYS)]
 
 
 def run_training(

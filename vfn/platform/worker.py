@@ -28,7 +28,7 @@ from .config import ExperimentConfig
 from .data.device_augment import DeviceAugment
 from .data.pipeline import TooManyCorruptVideos, check_corrupt_budget
 from .evaluate import EvalAccumulator, EvalResult, EvaluationCountError, evaluate_batches
-from .step import EpochCounters, Plan, TrainStep
+from .step import EpochCounters, Plan, TrainStep, eval_batch_clips
 from .tracking import MetricLogger, log_figure, plot_confusion
 
 NO_SCORE = -1.0  # Ray's checkpoint ranking key before the first validation (never logged to MLflow)
@@ -72,6 +72,8 @@ def train_loop_per_worker(config: dict) -> None:
         return
     logger = MetricLogger(config.get("tracking_uri") if rank == 0 else None, config.get("mlflow_run_id"))
     progress = Progress(config.get("progress") if rank == 0 else None, cfg, plan, step.global_step)
+    if step.compile_s is not None:  # measured once, before the first epoch: not in any clips/s
+        logger.log({"compile_s": step.compile_s}, step=step.global_step)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if plan.val_videos else None
     for epoch in range(run.epoch, cfg.optim.epochs):
@@ -173,13 +175,13 @@ def finish_epoch(step: TrainStep, counters: EpochCounters, val_shard, cfg: Exper
 def validate(step: TrainStep, val_shard, cfg: ExperimentConfig, plan: Plan, metrics: dict) -> EvalResult:
     """Every validation video once, with the trained weights and (when kept) the EMA weights."""
     result = None
-    nets = (("val_", step.bare), ("val_ema_", step.ema.module if step.ema is not None else None))
-    for prefix, net in nets:
+    pad_to = eval_batch_clips(cfg) if step.compile_s is not None else None  # compiled nets keep one shape
+    for prefix, net in step.eval_nets.items():
         if net is None:
             continue
         acc = EvalAccumulator(cfg.data.num_classes, plan.val_videos, step.device)
         evaluate_batches(net, val_shard.iter_torch_batches(batch_size=cfg.eval.batch_size), acc, step.device,
-                         step.autocast)
+                         step.autocast, pad_to=pad_to)
         acc.all_reduce()
         res = acc.result()
         metrics.update(res.metrics(prefix))

@@ -1,0 +1,104 @@
+"""`vfn bench model` over the zoo on a GPU, eager vs compiled, for the README's table (torch + timm only).
+
+    PYTHONPATH=. python scripts/gpu_bench.py OUT.jsonl [--budget-s 400] [--profile PROFILE.txt]
+
+Runs, in this order, until `--budget-s` has passed (then skips the rest, saying so): Tiny at batch 8
+eager and compiled; Tiny at the largest batch that fits (predicted from batch 8's peak memory,
+halved on out-of-memory); Small and Base at batch 8 eager and compiled. All bf16 autocast, 8x224.
+Each result is a line of `vfn bench model --json`'s keys in OUT.jsonl, written as it comes.
+`--profile` first writes torch.profiler's top CUDA kernels of one eager Tiny training step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vfn.model import bench
+
+FRACTION_OF_MEMORY = 0.8  # headroom for the allocator's fragmentation and compile's workspaces
+
+
+def bench_args(model: str, batch: int, compile: bool) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    argv = ["--model", model, "--batch", str(batch), "--dtype", "bfloat16", "--repeats", "10", "--device", "cuda"]
+    return parser.parse_args(argv + (["--compile"] if compile else []))
+
+
+def run_one(model: str, batch: int, compile: bool, out: Path) -> dict | None:
+    torch.cuda.empty_cache()
+    t0 = time.perf_counter()
+    try:
+        r = bench.benchmark(bench_args(model, batch, compile))
+    except torch.OutOfMemoryError:
+        print(f"{model} batch {batch} {'compiled' if compile else 'eager'}: out of memory", flush=True)
+        return None
+    r["wall_s"] = time.perf_counter() - t0
+    with out.open("a") as f:
+        f.write(json.dumps(r) + "\n")
+    print(f"{model:20s} b{batch:<4d} {'compiled' if r['compiled'] else 'eager':8s} train {r['train_clips_per_s']:7.1f} "
+          f"clips/s (MFU {100 * (r['mfu'] or 0):4.1f}%)  infer {r['infer_clips_per_s']:7.1f} clips/s  "
+          f"peak {r['peak_mem_gb']:5.1f} GiB  compile {r['compile_s'] or 0:5.1f} s  ({r['wall_s']:.0f} s)", flush=True)
+    return r
+
+
+def largest_batch(first: dict) -> int:
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return max(8, int(FRACTION_OF_MEMORY * total / (first["peak_mem_gb"] / first["batch"])) // 8 * 8)
+
+
+def profile_tiny(path: Path) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    from vfn.model import create_model
+
+    model = create_model("videofocalnet_tiny", num_frames=8, img_size=224).cuda().train()
+    x = torch.randn(8, 8, 3, 224, 224, device="cuda")
+    for _ in range(3):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            model(x).float().logsumexp(-1).mean().backward()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            model(x).float().logsumexp(-1).mean().backward()
+        torch.cuda.synchronize()
+    path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=60))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--budget-s", type=float, default=400)
+    parser.add_argument("--profile", default=None)
+    args = parser.parse_args()
+    out, t0 = Path(args.out), time.perf_counter()
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}", flush=True)
+    if args.profile:
+        profile_tiny(Path(args.profile))
+    plan = [("videofocalnet_tiny", 8, False), ("videofocalnet_tiny", 8, True), ("largest", 0, False),
+            ("largest", 0, True), ("videofocalnet_small", 8, False), ("videofocalnet_small", 8, True),
+            ("videofocalnet_base", 8, False), ("videofocalnet_base", 8, True)]
+    first, largest = None, None
+    for model, batch, compile in plan:
+        if time.perf_counter() - t0 > args.budget_s:
+            print(f"budget spent: skipped {model} b{batch} {'compiled' if compile else 'eager'}", flush=True)
+            continue
+        if model == "largest":
+            batch = largest or largest_batch(first)
+            while batch >= 8 and run_one("videofocalnet_tiny", batch, compile, out) is None:
+                batch //= 2
+            largest = batch
+            continue
+        r = run_one(model, batch, compile, out)
+        first = first or r
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
