@@ -29,6 +29,28 @@ def gated_focal_aggregation(
     return ctx_all + ctx_global * gates[:, len(levels) :]
 
 
+def pointwise(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to channels-last features (..., C) as the linear layer it is: no
+    transposes around it, and the released checkpoints' convolution weights stay as they are."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+class TemporalConv(nn.Conv1d):
+    """The released dense temporal convolution (a `Conv1d(C, C, k)`, weights and keys unchanged),
+    applied at every spatial location of (N, C, T, H, W) features stored channels-last
+    (`channels_last_3d`) as one `(k, 1, 1)` 3D convolution: the backends run it as an implicit GEMM
+    on that layout, where the published code first folded space into the batch with two transposes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv3d(x, self.weight[..., None, None], self.bias, padding=(self.padding[0], 0, 0))
+
+
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(N, *extent, C) channels-last features as a (N, C, *extent) view without copying: what
+    convolutions take, with `channels_last(_3d)` strides that their channels-last kernels use."""
+    return x.movedim(-1, 1)
+
+
 def focal_kernel_sizes(focal_level: int, focal_window: int, focal_factor: int = 2) -> list[int]:
     """Kernel of each focal level: `window + factor * level` (3, 5, 7, ... by default)."""
     return [focal_factor * level + focal_window for level in range(focal_level)]

@@ -2,6 +2,13 @@
 
 All take and return channels-last features (B, T, H, W, C). Parameter names of the spatial and
 parallel operators follow the released checkpoints, so their weights load without renaming.
+
+They compute what the published code computes, in a leaner layout: features stay channels-last
+throughout. The context that the focal convolutions read is made contiguous once (it is a slice of
+the input projection), convolutions see channels-first views of channels-last memory (their
+channels-last kernels, no layout conversions), 1x1 convolutions run as linear layers
+(`layers.pointwise`) and the dense temporal convolution as one (k, 1, 1) 3D convolution
+(`layers.TemporalConv`): no transposes folding space or time into the batch.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from .layers import focal_kernel_sizes, gated_focal_aggregation
+from .layers import TemporalConv, channels_first, focal_kernel_sizes, gated_focal_aggregation, pointwise
 
 Design = Literal["parallel", "sequential", "spatial", "joint", "factorized"]
 DESIGNS: tuple[str, ...] = ("parallel", "sequential", "spatial", "joint", "factorized")
@@ -27,8 +34,14 @@ def _spatial_levels(dim: int, kernels: list[int]) -> nn.ModuleList:
 def _temporal_levels(dim: int, kernels: list[int]) -> nn.ModuleList:
     # dense (not depthwise) 1D convolutions over frames, as in the released weights
     return nn.ModuleList(
-        nn.Sequential(nn.Conv1d(dim, dim, k, padding=k // 2, bias=False), nn.GELU()) for k in kernels
+        nn.Sequential(TemporalConv(dim, dim, k, padding=k // 2, bias=False), nn.GELU()) for k in kernels
     )
+
+
+def _context(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The context slice (channels dim..2*dim) of an input projection, contiguous channels-last and
+    seen channels-first: the layout the focal convolutions read without converting it."""
+    return channels_first(x[..., dim : 2 * dim].contiguous())
 
 
 class _ModulationBase(nn.Module):
@@ -65,12 +78,12 @@ class SpatialFocalModulation(_ModulationBase):
         self.focal_layers = _spatial_levels(dim, focal_kernel_sizes(focal_level, focal_window, focal_factor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, H, W, C = x.shape
-        x = self.f(x.flatten(0, 1)).permute(0, 3, 1, 2)  # (B*T, 2C+L+1, H, W)
-        q, ctx, gates = torch.split(x, (C, C, self.focal_level + 1), 1)
-        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3)))
-        x_out = (q * self.h(ctx_all)).permute(0, 2, 3, 1).unflatten(0, (B, T))
-        return self._project(x_out)
+        C = x.shape[-1]
+        xs = self.f(x.flatten(0, 1))  # (B*T, H, W, 2C+L+1)
+        gates = channels_first(xs[..., 2 * C :])
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xs, C), gates, self.focal_layers, (2, 3)))
+        x_out = xs[..., :C] * pointwise(self.h, ctx_all.movedim(1, -1))
+        return self._project(x_out.unflatten(0, x.shape[:2]))
 
 
 class TemporalFocalModulation(_ModulationBase):
@@ -85,12 +98,11 @@ class TemporalFocalModulation(_ModulationBase):
         self.focal_layers = _temporal_levels(dim, focal_kernel_sizes(focal_level, focal_window, focal_factor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, H, W, C = x.shape
-        x = self.f(x.permute(0, 2, 3, 1, 4).reshape(B * H * W, T, C))  # (BHW, T, 2C+L+1)
-        q, ctx, gates = torch.split(x.transpose(1, 2), (C, C, self.focal_level + 1), 1)
-        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2,)))
-        x_out = (q * self.h(ctx_all)).reshape(B, H, W, C, T).permute(0, 4, 1, 2, 3)
-        return self._project(x_out)
+        C = x.shape[-1]
+        xt = self.f(x)  # (B, T, H, W, 2C+L+1); convolutions see (B, C, T, H, W)
+        gates = channels_first(xt[..., 2 * C :])
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xt, C), gates, self.focal_layers, (2,)))
+        return self._project(xt[..., :C] * pointwise(self.h, ctx_all.movedim(1, -1)))
 
     @torch.no_grad()
     def init_temporal_identity(self) -> None:
@@ -125,22 +137,21 @@ class SpatioTemporalFocalModulation(_ModulationBase):
         self.focal_layers_temporal = _temporal_levels(dim, kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, H, W, C = x.shape
-        L1 = self.focal_level + 1
-
-        xt = self.f_temporal(x.permute(0, 2, 3, 1, 4).reshape(B * H * W, T, C)).transpose(1, 2)  # (BHW, C+L+1, T)
-        ctx_t, gates_t = torch.split(xt, (C, L1), 1)
+        C = x.shape[-1]
+        # temporal: (B, T, H, W, C+L+1); its convolutions see (B, C, T, H, W)
+        xt = self.f_temporal(x)
+        gates_t = channels_first(xt[..., C:])
+        ctx_t = channels_first(xt[..., :C].contiguous())
         ctx_all_t = self._normalize(gated_focal_aggregation(ctx_t, gates_t, self.focal_layers_temporal, (2,)))
-        modulator_t = self.h_temporal(ctx_all_t)  # (BHW, C, T)
-        modulator_t = modulator_t.reshape(B, H, W, C, T).permute(0, 4, 3, 1, 2).flatten(0, 1)  # (BT, C, H, W)
+        modulator_t = pointwise(self.h_temporal, ctx_all_t.movedim(1, -1)).flatten(0, 1)  # (BT, H, W, C)
 
-        xs = self.f(x.flatten(0, 1)).permute(0, 3, 1, 2)  # (BT, 2C+L+1, H, W)
-        q, ctx, gates = torch.split(xs, (C, C, L1), 1)
-        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3)))
-        modulator = self.h(ctx_all)
+        xs = self.f(x.flatten(0, 1))  # (BT, H, W, 2C+L+1); its convolutions see (BT, C, H, W)
+        gates = channels_first(xs[..., 2 * C :])
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xs, C), gates, self.focal_layers, (2, 3)))
+        modulator = pointwise(self.h, ctx_all.movedim(1, -1))
 
-        x_out = (q * modulator * modulator_t).permute(0, 2, 3, 1).unflatten(0, (B, T))
-        return self._project(x_out)
+        x_out = xs[..., :C] * modulator * modulator_t
+        return self._project(x_out.unflatten(0, x.shape[:2]))
 
     @torch.no_grad()
     def init_temporal_identity(self) -> None:
@@ -184,11 +195,10 @@ class JointFocalModulation(_ModulationBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C = x.shape[-1]
-        x = self.f(x).permute(0, 4, 1, 2, 3)  # (B, 2C+L+1, T, H, W)
-        q, ctx, gates = torch.split(x, (C, C, self.focal_level + 1), 1)
-        ctx_all = self._normalize(gated_focal_aggregation(ctx, gates, self.focal_layers, (2, 3, 4)))
-        x_out = (q * self.h(ctx_all)).permute(0, 2, 3, 4, 1)
-        return self._project(x_out)
+        xj = self.f(x)  # (B, T, H, W, 2C+L+1); convolutions see (B, C, T, H, W)
+        gates = channels_first(xj[..., 2 * C :])
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xj, C), gates, self.focal_layers, (2, 3, 4)))
+        return self._project(xj[..., :C] * pointwise(self.h, ctx_all.movedim(1, -1)))
 
     @torch.no_grad()
     def init_temporal_identity(self) -> None:
