@@ -112,6 +112,14 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png", "learning_curves.png", "best_checkpoint.txt",
             "best_checkpoint", "corrupt_videos.csv"} <= artifacts
+    # the best weights are also the run's MLflow model (tracking.log_model)
+    import mlflow.pytorch
+
+    from vfn.platform.mlflow_models import tracking_at
+
+    with tracking_at(result.tracking_uri):
+        logged = mlflow.pytorch.load_model(f"runs:/{result.mlflow_run_id}/model").state_dict()
+    assert all(torch.equal(logged[k], v) for k, v in state["model"].items())
     from vfn.platform.commands.train import summary
 
     assert f"  {result.corrupt}" in summary(result).splitlines()

@@ -214,6 +214,20 @@ class TrackingSection(_StrictModel):
     parent_run_id: str | None = Field(None, description="log as a nested run of this MLflow run")
     tags: dict[str, str] = {}
     log_every_steps: int = Field(10, gt=0)
+    log_model: bool = Field(
+        True,
+        description="also log the best checkpoint's weights as an MLflow PyTorch model named 'model' (signature, "
+        "input example): loadable with mlflow.pytorch.load_model('runs:/<run id>/model')",
+    )
+    register_as: str | None = Field(
+        None, min_length=1, description="register that model under this name in the MLflow registry (models:/NAME/N)"
+    )
+
+    @model_validator(mode="after")
+    def _registered_means_logged(self):
+        if self.register_as and not self.log_model:
+            raise ValueError("tracking.register_as registers the logged model: it needs tracking.log_model=true")
+        return self
 
 
 class OutputSection(_StrictModel):

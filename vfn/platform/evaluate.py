@@ -143,6 +143,7 @@ class EvalSource:
     weights: str  # the checkpoint file's location (path or URI)
     trained: bool
     mlflow_run_id: str | None = None
+    origin: str | None = None  # what was given, when the weights were taken from it (an MLflow model URI)
 
     @property
     def views(self) -> str:
@@ -150,13 +151,20 @@ class EvalSource:
 
 
 def eval_source(checkpoint: str, data: str, overrides: list[str] | None = None, config_file: str | None = None,
-                model: str | None = None) -> EvalSource:
-    """Resolve a checkpoint (file, checkpoint or run directory, released weights) and its config."""
+                model: str | None = None, tracking_uri: str | None = None, workdir: str = ".") -> EvalSource:
+    """Resolve a checkpoint (file, checkpoint or run directory, released weights, or an MLflow model
+    URI in the store at `tracking_uri`) and its config."""
     from . import storage
     from .checkpoints import RunCheckpointError, find_checkpoint, read_header
     from .config import load_config, validate
+    from .mlflow_models import is_model_uri
 
     data_keys = {"data.val": storage.absolute(data), "data.train": None}
+    if is_model_uri(checkpoint):
+        if config_file or model:
+            raise ConfigError(f"{checkpoint} is a vfn model and carries its own config; --config and --model "
+                              "describe released weights (override single keys instead)")
+        return model_source(checkpoint, tracking_uri, workdir, [data_keys, *([overrides] if overrides else [])])
     try:
         path = find_checkpoint(checkpoint)
         header = read_header(path)
@@ -174,6 +182,18 @@ def eval_source(checkpoint: str, data: str, overrides: list[str] | None = None, 
     if overrides:
         cfg = cfg.with_overrides(overrides)
     return EvalSource(cfg, str(path), trained=True, mlflow_run_id=header.get("mlflow_run_id"))
+
+
+def model_source(model_uri: str, tracking_uri: str | None, workdir: str, overrides: list) -> EvalSource:
+    """An MLflow model's weights exported next to the evaluation's Ray storage (the workers load
+    them as released weights), with the config from its metadata and the overrides applied."""
+    from .mlflow_models import export_state_dict
+    from .tracking import default_tracking_uri
+
+    cfg, path = export_state_dict(model_uri, tracking_uri or default_tracking_uri(), Path(workdir) / "mlflow_models")
+    for o in overrides:
+        cfg = cfg.with_overrides(o)
+    return EvalSource(cfg, str(path.resolve()), trained=False, origin=model_uri)
 
 
 def check_weights_fit(cfg: ExperimentConfig, weights: str) -> None:
@@ -247,15 +267,17 @@ def run_evaluation(
     use_ema: bool = False,
     log_to_mlflow: bool = True,
     ray_init_kwargs: dict | None = None,
+    tracking_uri: str | None = None,
 ) -> tuple[EvalResult, dict]:
-    """Evaluate a training checkpoint, or released weights described by `config_file` / `model`
-    and overrides, on Parquet shards. A training checkpoint's metrics go to its MLflow run when
+    """Evaluate a training checkpoint, an MLflow model URI (`runs:/`, `models:/` in the store at
+    `tracking_uri`), or released weights described by `config_file` / `model` and overrides, on
+    Parquet shards. A training checkpoint's metrics go to its MLflow run when
     its store is reachable, else to a new run in `<workdir>/mlflow.db`; released weights get an
     evaluation run of their own in the config's store. Returns (result, info).
 
     The driver reads only a training checkpoint's small header (config, MLflow run id), and only
     the shapes of released weights; the workers load the weights, each on its own node."""
-    source = eval_source(checkpoint, data, overrides, config_file, model)
+    source = eval_source(checkpoint, data, overrides, config_file, model, tracking_uri, workdir)
     if num_workers:
         source = replace(source, cfg=source.cfg.with_overrides({"scaling.num_workers": num_workers}))
     t0 = time.time()
@@ -335,10 +357,10 @@ def eval_run(source: EvalSource, workdir: str) -> tuple[str, str, bool]:
         cfg = cfg.with_overrides({"output.root": str(Path(workdir).resolve()), "tracking.tracking_uri": None})
         tags = {"vfn.kind": "eval"}
     else:
-        tags = {"vfn.kind": "eval", "source_checkpoint": source.weights,
+        tags = {"vfn.kind": "eval", "source_checkpoint": source.origin or source.weights,
                 "source_sha256": file_sha256(storage.local_copy(source.weights))}
     with tempfile.TemporaryDirectory() as d:
-        name = f"eval {Path(source.weights).name if not source.trained else cfg.output.name}"
+        name = f"eval {source.origin or Path(source.weights).name if not source.trained else cfg.output.name}"
         run_id = start_run(cfg, d, run_name=name, tags={**tags, "eval.views": source.views})
     return tracking_uri(cfg), run_id, True
 

@@ -25,12 +25,13 @@ from ray.train.torch import TorchTrainer
 from vfn.errors import first_line
 
 from . import storage, tracking
-from .checkpoints import CHECKPOINT_FILE, read_run_index, write_run_index
+from .checkpoints import CHECKPOINT_FILE, load_state, read_run_index, write_run_index
 from .config import ConfigError, ExperimentConfig, diff, validate
 from .data.ledger import CorruptWatch
 from .data.manifest import read_label_names
 from .data.pipeline import datasets_for
 from .data.shards import count_videos, list_shards
+from .mlflow_models import MODEL_NAME, log_best_model
 from .progress import ProgressBoard, ProgressPrinter
 from .ray_setup import SplitDataConfig, check_resources, init_ray, quiet_ray_data, use_gpu, worker_scaling
 from .report import model_cost
@@ -183,6 +184,10 @@ def run_training(
                                                       if isinstance(v, (int, float, str, bool))})
     skipped = corrupt.note()
     if run_id:
+        if best is not None and cfg.tracking.log_model:
+            model_uri = log_model(uri, run_id, cfg, storage.join(best, CHECKPOINT_FILE), label_names)
+            print(f"best weights logged as MLflow model runs:/{run_id}/{MODEL_NAME} ({model_uri}"
+                  f"{f', registered as {cfg.tracking.register_as}' if cfg.tracking.register_as else ''})")
         log_run_artifacts(uri, run_id, run_dir, best, metrics, corrupt.path if skipped else None)
     return TrainResult(cfg.output.name, run_dir, metrics, best, latest, run_id, uri, time.time() - t0, skipped)
 
@@ -268,6 +273,12 @@ def fit(trainer: TorchTrainer, board, note=None) -> Any:
             return trainer.fit()
     finally:
         ray.kill(board)
+
+
+def log_model(uri: str, run_id: str, cfg: ExperimentConfig, checkpoint: str, label_names: list[str] | None) -> str:
+    """The best checkpoint's weights as the run's MLflow model (`tracking.log_model`)."""
+    state = load_state(storage.local_copy(checkpoint))
+    return log_best_model(uri, run_id, cfg, state["model"], label_names)
 
 
 def log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, metrics: dict,

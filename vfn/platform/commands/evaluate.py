@@ -1,7 +1,8 @@
 """`vfn eval CHECKPOINT_OR_RUN --data SHARDS`: multi-view evaluation (clips x crops, softmax-averaged),
 every video counted once across workers; printed and logged to MLflow.
 
-CHECKPOINT is a vfn run (or one of its checkpoints), whose saved config describes it, or released
+CHECKPOINT is a vfn run (or one of its checkpoints), whose saved config describes it, a run's MLflow
+model (`runs:/<run id>/model`, `models:/NAME/VERSION`, from `--tracking-uri`), or released
 weights / a plain state dict, described by `--config EXPERIMENT.yaml` and/or `--model NAME` and
 `key=value` overrides (e.g. `vfn eval videofocalnet_k400_t.pth --data val --config experiments/k400_tiny.yaml`).
 """
@@ -14,7 +15,8 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt, a checkpoint directory, a run directory (its best "
-                        "checkpoint), or released weights / a plain state dict (with --config or --model)")
+                        "checkpoint), an MLflow model (runs:/<run id>/model, models:/NAME/VERSION), or released "
+                        "weights / a plain state dict (with --config or --model)")
     parser.add_argument("--data", required=True, help="Parquet shards of the split to evaluate")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.num_clips=4 eval.num_crops=3")
     parser.add_argument("--config", default=None, help="released weights: the experiment file describing them")
@@ -24,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".", help="where Ray storage (and a fallback MLflow store) go")
     parser.add_argument("--no-mlflow", action="store_true", help="print only")
     parser.add_argument("--address", default=None, help="Ray cluster address")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store of runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         res, info = run_evaluation(args.checkpoint, args.data, overrides=args.overrides, config_file=args.config,
                                    model=args.model, workdir=args.workdir,
                                    num_workers=args.workers, use_ema=args.ema, log_to_mlflow=not args.no_mlflow,
-                                   ray_init_kwargs=init)
+                                   ray_init_kwargs=init, tracking_uri=args.tracking_uri)
     except (ConfigError, RunCheckpointError, WeightsError, EvaluationCountError) as e:
         print(f"vfn eval: {e}", file=sys.stderr)
         return 2

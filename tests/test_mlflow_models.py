@@ -1,0 +1,137 @@
+"""A run's best weights as an MLflow model (no Ray): logged with signature, input example and the
+experiment in its metadata, registered, loaded in a fresh process that has no Ray and no
+`vfn.platform`, and taken by `vfn predict` / `vfn eval` as `models:/` and `runs:/` URIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import VIDEOS
+from vfn.platform.config import validate
+from vfn.platform.mlflow_models import MODEL_NAME, log_best_model, tracking_at
+from vfn.platform.step import build_model
+from vfn.platform.tracking import start_run
+
+CLASSES = ["abseiling", "archery", "bowling", "juggling"]
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import mlflow, mlflow.pytorch, torch
+
+    uri, x_path, *model_uris = sys.argv[1:]
+    mlflow.set_tracking_uri(uri)
+    out = {}
+    for model_uri in model_uris:
+        model = mlflow.pytorch.load_model(model_uri)
+        with torch.no_grad():
+            out[model_uri] = (type(model).__name__, model.eval()(torch.load(x_path)).tolist())
+    needed = sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "vfn.platform")))
+    print(json.dumps({"models": out, "imported": needed}))
+""")
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """A micro model's weights logged to a fresh local store, registered as 'vfn-micro'."""
+    root = tmp_path_factory.mktemp("models")
+    cfg = validate({
+        "model": {"embed_dim": 8, "depths": [1, 1, 1, 1]},
+        "data": {"num_classes": 4, "num_frames": 4, "input_size": 32},
+        "output": {"root": str(root), "name": "micro"},
+        "tracking": {"register_as": "vfn-micro"},
+    })
+    torch.manual_seed(0)
+    model = build_model(cfg, load_pretrained=False).eval()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    run_id = start_run(cfg, root / "run")
+    model_uri = log_best_model(uri, run_id, cfg, model.state_dict(), CLASSES)
+    return dict(root=root, cfg=cfg, model=model, uri=uri, run_id=run_id, model_uri=model_uri)
+
+
+def test_the_logged_model_loads_in_a_fresh_process_without_ray_and_gives_the_same_logits(logged, tmp_path):
+    import mlflow
+
+    x = torch.randn(2, 4, 3, 32, 32)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        expected = logged["model"](x)
+    uris = ["models:/vfn-micro/1", f"runs:/{logged['run_id']}/{MODEL_NAME}", logged["model_uri"]]
+    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, logged["uri"], str(tmp_path / "x.pt"), *uris],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["imported"] == [], out["imported"]  # torch, timm, mlflow and vfn.model are enough
+    for model_uri in uris:
+        kind, logits = out["models"][model_uri]
+        assert kind == "VideoFocalNet" and torch.allclose(torch.tensor(logits), expected, atol=1e-6), model_uri
+
+    with tracking_at(logged["uri"]):
+        info = mlflow.models.get_model_info("models:/vfn-micro/1")
+    (clips,), (logits,) = info.signature.inputs.inputs, info.signature.outputs.inputs
+    assert clips.shape == (-1, 4, 3, 32, 32) and logits.shape == (-1, 4)
+    assert info.metadata["class_names"] == CLASSES and info.metadata["vfn_config"]["data"]["num_frames"] == 4
+    assert info.saved_input_example_info is not None
+
+
+def test_vfn_predict_takes_a_registered_model(logged):
+    video = VIDEOS / "kinetics_yoga.mp4"
+    cmd = [sys.executable, "-m", "vfn.cli", "predict", str(video), "--checkpoint", "models:/vfn-micro/1",
+           "--tracking-uri", logged["uri"], "--top", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all(name in proc.stdout for name in CLASSES), proc.stdout  # names from the model's metadata
+
+    proc = subprocess.run(cmd[:5] + ["--checkpoint", "models:/no-such-model/1", "--tracking-uri", logged["uri"]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vfn predict: models:/no-such-model/1: no such MLflow model in sqlite:///"), last
+
+
+def test_vfn_eval_takes_a_model_uri_as_its_weights_and_config(logged, tmp_path):
+    """The driver side of `vfn eval models:/...` (the Ray side is the released-weights path)."""
+    from vfn.model import read_state_dict
+    from vfn.platform.config import ConfigError
+    from vfn.platform.evaluate import eval_source
+
+    source = eval_source("models:/vfn-micro/1", str(tmp_path / "val"), ["eval.num_clips=2"],
+                         tracking_uri=logged["uri"], workdir=str(tmp_path))
+    assert source.origin == "models:/vfn-micro/1" and not source.trained
+    assert source.cfg.data.val == str(tmp_path / "val") and source.cfg.eval.num_clips == 2
+    assert source.cfg.model.embed_dim == 8 and source.cfg.data.num_frames == 4
+    exported = read_state_dict(source.weights)
+    assert all(torch.equal(exported[k], v) for k, v in logged["model"].state_dict().items())
+    with pytest.raises(ConfigError, match="carries its own config"):
+        eval_source("models:/vfn-micro/1", str(tmp_path / "val"), model="videofocalnet_tiny",
+                    tracking_uri=logged["uri"], workdir=str(tmp_path))
+
+
+def test_logging_a_model_leaves_the_default_store_alone(logged, monkeypatch):
+    """MLflow's set_tracking_uri also sets $MLFLOW_TRACKING_URI, which picks the store of later runs."""
+    import mlflow
+
+    from vfn.platform.tracking import default_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = default_tracking_uri()
+    with tracking_at(logged["uri"]):
+        assert mlflow.get_tracking_uri() == logged["uri"]
+    assert default_tracking_uri() == before and "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    with tracking_at(logged["uri"]):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://tracking.example:5000"
+
+
+def test_registering_needs_logging():
+    from vfn.platform.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tracking.register_as registers the logged model"):
+        validate({"tracking": {"register_as": "x", "log_model": False}})
