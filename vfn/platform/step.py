@@ -218,9 +218,9 @@ class TrainStep:
         self.eval_nets = {"val_": self.bare, "val_ema_": self.ema.module if self.ema is not None else None}
         self.compile_s: float | None = None  # seconds spent compiling ahead (model.compile), else None
         if cfg.model.compile:
-            self.compile_ahead(cfg)
+            self.compile_models(cfg)
 
-    def compile_ahead(self, cfg: ExperimentConfig) -> None:
+    def compile_models(self, cfg: ExperimentConfig) -> None:
         """`model.compile`: compile the training model on a batch of the training shape (its backward
         too) and the evaluation nets on one of the validation shape, before the first epoch, so that
         no epoch pays for compilation; a failure leaves the step eager (one warning)."""
