@@ -38,10 +38,10 @@ def _temporal_levels(dim: int, kernels: list[int]) -> nn.ModuleList:
     )
 
 
-def _context(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """The context slice (channels dim..2*dim) of an input projection, contiguous channels-last and
-    seen channels-first: the layout the focal convolutions read without converting it."""
-    return channels_first(x[..., dim : 2 * dim].contiguous())
+def _context(x: torch.Tensor, start: int, dim: int) -> torch.Tensor:
+    """The context slice (channels start..start+dim) of an input projection, contiguous channels-last
+    and seen channels-first: the layout the focal convolutions read without converting it."""
+    return channels_first(x[..., start : start + dim].contiguous())
 
 
 class _ModulationBase(nn.Module):
@@ -81,7 +81,7 @@ class SpatialFocalModulation(_ModulationBase):
         C = x.shape[-1]
         xs = self.f(x.flatten(0, 1))  # (B*T, H, W, 2C+L+1)
         gates = channels_first(xs[..., 2 * C :])
-        ctx_all = self._normalize(gated_focal_aggregation(_context(xs, C), gates, self.focal_layers, (2, 3)))
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xs, C, C), gates, self.focal_layers, (2, 3)))
         x_out = xs[..., :C] * pointwise(self.h, ctx_all.movedim(1, -1))
         return self._project(x_out.unflatten(0, x.shape[:2]))
 
@@ -101,7 +101,7 @@ class TemporalFocalModulation(_ModulationBase):
         C = x.shape[-1]
         xt = self.f(x)  # (B, T, H, W, 2C+L+1); convolutions see (B, C, T, H, W)
         gates = channels_first(xt[..., 2 * C :])
-        ctx_all = self._normalize(gated_focal_aggregation(_context(xt, C), gates, self.focal_layers, (2,)))
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xt, C, C), gates, self.focal_layers, (2,)))
         return self._project(xt[..., :C] * pointwise(self.h, ctx_all.movedim(1, -1)))
 
     @torch.no_grad()
@@ -141,13 +141,13 @@ class SpatioTemporalFocalModulation(_ModulationBase):
         # temporal: (B, T, H, W, C+L+1); its convolutions see (B, C, T, H, W)
         xt = self.f_temporal(x)
         gates_t = channels_first(xt[..., C:])
-        ctx_t = channels_first(xt[..., :C].contiguous())
+        ctx_t = _context(xt, 0, C)
         ctx_all_t = self._normalize(gated_focal_aggregation(ctx_t, gates_t, self.focal_layers_temporal, (2,)))
         modulator_t = pointwise(self.h_temporal, ctx_all_t.movedim(1, -1)).flatten(0, 1)  # (BT, H, W, C)
 
         xs = self.f(x.flatten(0, 1))  # (BT, H, W, 2C+L+1); its convolutions see (BT, C, H, W)
         gates = channels_first(xs[..., 2 * C :])
-        ctx_all = self._normalize(gated_focal_aggregation(_context(xs, C), gates, self.focal_layers, (2, 3)))
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xs, C, C), gates, self.focal_layers, (2, 3)))
         modulator = pointwise(self.h, ctx_all.movedim(1, -1))
 
         x_out = xs[..., :C] * modulator * modulator_t
@@ -197,7 +197,7 @@ class JointFocalModulation(_ModulationBase):
         C = x.shape[-1]
         xj = self.f(x)  # (B, T, H, W, 2C+L+1); convolutions see (B, C, T, H, W)
         gates = channels_first(xj[..., 2 * C :])
-        ctx_all = self._normalize(gated_focal_aggregation(_context(xj, C), gates, self.focal_layers, (2, 3, 4)))
+        ctx_all = self._normalize(gated_focal_aggregation(_context(xj, C, C), gates, self.focal_layers, (2, 3, 4)))
         return self._project(xj[..., :C] * pointwise(self.h, ctx_all.movedim(1, -1)))
 
     @torch.no_grad()

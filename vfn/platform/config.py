@@ -480,8 +480,9 @@ def absolutize(cfg: ExperimentConfig, base: str | Path | None = None) -> Experim
     return cfg.with_overrides(updates) if updates else cfg
 
 
-def diff(a: ExperimentConfig, b: ExperimentConfig, sections: tuple[str, ...]) -> list[str]:
-    """Dotted keys (within `sections`) whose values differ, as 'key: old -> new'."""
+def diff(a: ExperimentConfig, b: ExperimentConfig, sections: tuple[str, ...],
+         ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys (within `sections`, except `ignore`) whose values differ, as 'key: old -> new'."""
     fa, fb = a.flat(), b.flat()
-    keys = sorted(k for k in set(fa) | set(fb) if k.split(".")[0] in sections)
+    keys = sorted(k for k in set(fa) | set(fb) if k.split(".")[0] in sections and k not in ignore)
     return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in keys if fa.get(k) != fb.get(k)]

@@ -23,9 +23,10 @@ from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
 from ray.train.torch import TorchTrainer
 
 from vfn.errors import first_line
+from vfn.model import read_state_dict
 
 from . import storage, tracking
-from .checkpoints import CHECKPOINT_FILE, load_state, read_run_index, write_run_index
+from .checkpoints import CHECKPOINT_FILE, read_run_index, write_run_index
 from .config import ConfigError, ExperimentConfig, diff, validate
 from .data.ledger import CorruptWatch
 from .data.manifest import read_label_names
@@ -41,7 +42,7 @@ from .worker import STOP_FILE, train_loop_per_worker
 # sections that must match for a re-run to continue an existing run
 RESUME_SECTIONS = ("seed", "model", "data", "augment", "optim", "eval", "scaling")
 # how the same computation runs: a continued run may change them (e.g. drop compile after it failed)
-EXECUTION_ONLY_KEYS = ("model.compile:", "model.compile_mode:")
+EXECUTION_ONLY_KEYS = ("model.compile", "model.compile_mode")
 CONFIG_FILE = "config.yaml"
 MAX_LOGGED_CHECKPOINT_BYTES = 200 << 20  # larger best checkpoints are logged to MLflow as a pointer only
 
@@ -121,8 +122,7 @@ def config_changes(run_dir: str, cfg: ExperimentConfig) -> list[str] | None:
     saved = storage.join(run_dir, CONFIG_FILE)
     if (text := storage.read_text(saved)) is None:
         return None
-    changes = diff(validate(yaml.safe_load(text), saved), cfg, RESUME_SECTIONS)
-    return [c for c in changes if not c.startswith(EXECUTION_ONLY_KEYS)]
+    return diff(validate(yaml.safe_load(text), saved), cfg, RESUME_SECTIONS, ignore=EXECUTION_ONLY_KEYS)
 
 
 def run_training(
@@ -277,8 +277,8 @@ def fit(trainer: TorchTrainer, board, note=None) -> Any:
 
 def log_model(uri: str, run_id: str, cfg: ExperimentConfig, checkpoint: str, label_names: list[str] | None) -> str:
     """The best checkpoint's weights as the run's MLflow model (`tracking.log_model`)."""
-    state = load_state(storage.local_copy(checkpoint))
-    return log_best_model(uri, run_id, cfg, state["model"], label_names)
+    weights = read_state_dict(storage.local_copy(checkpoint), mmap=True)  # its "model" entry, mapped: no optimiser
+    return log_best_model(uri, run_id, cfg, weights, label_names)
 
 
 def log_run_artifacts(uri: str, run_id: str, run_dir: str, best: str | None, metrics: dict,
