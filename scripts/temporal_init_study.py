@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vfn.platform.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, build_config
-from vfn.platform.data.clips import normalize
-from vfn.platform.data.synth import STYLES, render_video
-from vfn.platform.step import Plan, TrainStep
+from vfn.platform.data.synth import STYLES
+from vfn.platform.in_memory import left_chance, render_clips, train_in_memory
 
 NUM_CLASSES, TRAIN, VAL, BATCH = 4, 960, 160, 16
 STYLE_CHOICES = {"simple": STYLES["simple"],  # the quickstart's data
@@ -43,46 +40,19 @@ VARIANTS = {  # name: (design, model.init, model.temporal_init)
     "sequential identity": ("sequential", "xavier", "identity"),
     "spatial": ("spatial", "xavier", "identity"),
 }
-CHANCE = math.log(NUM_CLASSES)
-
-
-def clips(style: str, data_seed: int = 0) -> tuple[torch.Tensor, ...]:
-    frames = np.stack([render_video(i % NUM_CLASSES, np.random.default_rng([data_seed, i]), SYNTH_SIZE, SYNTH_FRAMES,
-                                    STYLE_CHOICES[style]) for i in range(TRAIN + VAL)])
-    x = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).contiguous()
-    y = torch.arange(TRAIN + VAL) % NUM_CLASSES
-    return x[:TRAIN], y[:TRAIN], x[TRAIN:], y[TRAIN:]
 
 
 def train_once(style: str, variant: str, seed: int, steps: int) -> dict:
-    """One from-scratch run: per-step losses, the step the loss left chance, held-out top-1."""
+    """One from-scratch run: the step the loss left chance, held-out top-1."""
     torch.set_num_threads(1)
     design, linear, temporal = VARIANTS[variant]
-    x_train, y_train, x_val, y_val = clips(style)
+    clips = render_clips(STYLE_CHOICES[style], NUM_CLASSES, TRAIN, VAL, SYNTH_SIZE, SYNTH_FRAMES)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config(Path(tmp), Path(tmp) / "data", [f"model.design={design}", f"model.init={linear}",
                                                             f"model.temporal_init={temporal}", f"seed={seed}"])
-    plan = Plan(train_videos=TRAIN, val_videos=VAL, micro_steps_per_epoch=steps, steps_per_epoch=steps,
-                total_steps=steps, warmup_steps=steps // 10, lr=cfg.scaled_lr)
-    torch.manual_seed(seed)
-    step = TrainStep(cfg, plan, torch.device("cpu"))
-    step.model.train()
-    order = torch.Generator().manual_seed(seed)
-    losses = []
-    for i in range(steps):
-        idx = torch.randint(0, TRAIN, (BATCH,), generator=order)
-        losses.append(step(x_train[idx], y_train[idx], None, i).loss)
-    step.bare.eval()
-    with torch.no_grad():
-        top1 = (step.bare(normalize(x_val)).argmax(1) == y_val).float().mean().item()
-    return {"style": style, "variant": variant, "seed": seed, "left_chance": left_chance(losses), "val_top1": top1}
-
-
-def left_chance(losses: list[float], window: int = 25) -> int | None:
-    for i in range(window, len(losses) + 1):
-        if sum(losses[i - window:i]) / window < 0.9 * CHANCE:
-            return i
-    return None
+    run = train_in_memory(cfg, clips, steps, BATCH)
+    return {"style": style, "variant": variant, "seed": seed, "left_chance": left_chance(run.losses, NUM_CLASSES),
+            "val_top1": run.val_top1}
 
 
 def table(runs: list[dict], steps: int) -> str:

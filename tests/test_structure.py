@@ -118,10 +118,11 @@ def test_function_bodies_are_short():
 
 
 @pytest.mark.parametrize("path", ["vfn/platform/worker.py", "vfn/platform/bench_train.py",
-                                  "tests/test_learning.py", "scripts/gpu_check.py"])
+                                  "vfn/platform/in_memory.py", "scripts/gpu_check.py"])
 def test_every_training_loop_runs_the_one_step(path):
-    """The Ray worker, `vfn bench train`, the no-Ray learning test and the GPU check all train
-    through `vfn.platform.step.TrainStep`, and none calls `.backward()` itself."""
+    """The Ray worker, `vfn bench train`, the no-Ray harness of the learning tests and the init study
+    (`in_memory`) and the GPU check all train through `vfn.platform.step.TrainStep`, and none calls
+    `.backward()` itself."""
     source = (REPO / path).read_text()
     tree = ast.parse(source)
     takes_step = any(isinstance(n, ast.ImportFrom) and n.module in ("vfn.platform.step", "step")
