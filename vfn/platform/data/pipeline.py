@@ -32,6 +32,7 @@ each; only the decode tasks import `clips` (torch), when they first run.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
 import numpy as np
@@ -178,9 +179,39 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
         ctx.target_max_block_size = saved
 
 
+FOOTER_READERS_ENV = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+FILES_PER_FOOTER_READER = 1000
+
+
+def footer_readers(num_files: int) -> int:
+    """FooterReader actors for listing `num_files` shards: 1 per 1000 files, at most 8."""
+    return max(1, min(8, num_files // FILES_PER_FOOTER_READER))
+
+
+def _read_parquet(files: list[str], **read_args):
+    """`ray.data.read_parquet` with a footer-reader pool sized to the shards.
+
+    Ray Data's Parquet reader lists files on a pool of FooterReader actors, 32 by default, created
+    anew for every execution, so for every epoch of every dataset: each a Python process importing
+    Ray and pyarrow (~1.5 s of CPU). Shards are few and large, and one actor reads footers with 128
+    concurrent requests, so the pool is cut to `footer_readers`; a tiny two-epoch `vfn train` on 2
+    cores ran 17% faster (49 vs 59 s, 19 vs 28 worker processes). The pool size is only read from
+    the environment when the reader is built (here), so it is set around that call; a value the
+    user exported wins.
+    """
+    import ray.data
+
+    if FOOTER_READERS_ENV in os.environ:
+        return ray.data.read_parquet(files, **read_args)
+    os.environ[FOOTER_READERS_ENV] = str(footer_readers(len(files)))
+    try:
+        return ray.data.read_parquet(files, **read_args)
+    finally:
+        del os.environ[FOOTER_READERS_ENV]
+
+
 def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_bytes, decode_batch_size, num_cpus,
            concurrency, augment_on_device):
-    import ray.data
     from ray.data import FileShuffleConfig
 
     if split not in ("train", "val"):
@@ -196,7 +227,7 @@ def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_byt
     map_args = dict(batch_size=decode_batch_size, batch_format="numpy", num_cpus=num_cpus,
                     concurrency=concurrency, zero_copy_batch=True, udf_modifying_row_count=False)
     if split == "val":
-        ds = ray.data.read_parquet(files, **read_args)
+        ds = _read_parquet(files, **read_args)
         indices = np.sort(read_metadata(uris, ["index"]).column("index").to_numpy())
         index_map = None if np.array_equal(indices, np.arange(len(indices))) else indices
         return ds.map_batches(_decode_val_batch, fn_kwargs=dict(index_map=index_map, **decode), **map_args)
@@ -205,7 +236,7 @@ def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_byt
     file_shuffle = None
     if shuffle in ("full", "files"):
         file_shuffle = FileShuffleConfig(seed=seed) if seed is not None else "files"
-    ds = ray.data.read_parquet(files, shuffle=file_shuffle, **read_args)
+    ds = _read_parquet(files, shuffle=file_shuffle, **read_args)
     if shuffle == "full":
         from ray.data import RandomSeedConfig
 
