@@ -4,6 +4,7 @@ in its own process (tests/multinode_driver.py), so it never meets the test sessi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,12 +14,16 @@ from conftest import REPO
 
 pytestmark = [pytest.mark.slow]
 
+# the GCS declares a node dead after 3 missed 1-s health checks (Ray's defaults: 5 missed 3-s checks,
+# ~15 s in which the training run can only wait)
+FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+
 
 def test_training_survives_losing_a_node_and_sweep_trials_spread_across_nodes(tiny_shards, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "multinode_driver.py"), str(tmp_path), str(tiny_shards / "train"),
          str(tiny_shards / "val")],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env={**os.environ, **FAST_NODE_DEATH},
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
