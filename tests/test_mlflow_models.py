@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +58,7 @@ def logged(tmp_path_factory):
 
 def test_the_logged_model_loads_in_a_fresh_process_without_ray_and_gives_the_same_logits(logged, tmp_path):
     import mlflow
+    from mlflow.models.utils import load_serving_example
 
     x = torch.randn(2, 4, 3, 32, 32)
     torch.save(x, tmp_path / "x.pt")
@@ -78,6 +80,14 @@ def test_the_logged_model_loads_in_a_fresh_process_without_ray_and_gives_the_sam
     assert clips.shape == (-1, 4, 3, 32, 32) and logits.shape == (-1, 4)
     assert info.metadata["class_names"] == CLASSES and info.metadata["vfn_config"]["data"]["num_frames"] == 4
     assert info.saved_input_example_info is not None
+
+    # servable: its own serving example, through MLflow's serving input path, gives logits
+    with tracking_at(logged["uri"]):
+        (tmp_path / "serving.json").write_text(load_serving_example("models:/vfn-micro/1"))
+        mlflow.models.predict("models:/vfn-micro/1", input_path=str(tmp_path / "serving.json"), env_manager="local",
+                              output_path=str(tmp_path / "served.json"))
+    served = json.loads((tmp_path / "served.json").read_text())["predictions"]
+    assert np.asarray(served).shape == (1, 4), served
 
 
 def test_vfn_predict_takes_a_registered_model(logged):

@@ -58,8 +58,10 @@ def signature(cfg: ExperimentConfig):
     from mlflow.types import Schema, TensorSpec
 
     d = cfg.data
-    clips = TensorSpec(np.dtype(np.float32), (-1, d.num_frames, 3, d.input_size, d.input_size), "clips")
-    logits = TensorSpec(np.dtype(np.float32), (-1, d.num_classes), "logits")
+    # unnamed: MLflow's serving path turns a named tensor's JSON into a dict, which its PyTorch
+    # flavour refuses, so a named signature logs a model that cannot be served
+    clips = TensorSpec(np.dtype(np.float32), (-1, d.num_frames, 3, d.input_size, d.input_size))
+    logits = TensorSpec(np.dtype(np.float32), (-1, d.num_classes))
     return ModelSignature(inputs=Schema([clips]), outputs=Schema([logits]))
 
 
