@@ -45,6 +45,15 @@ def ray_session(tmp_path_factory):
     # left running until interpreter exit: later tests in the same run reuse it
 
 
+def created_actors(class_name: str) -> int:
+    """Actors of `class_name` the test session's Ray has created (dead ones included)."""
+    import ray
+    from ray.util.state import list_actors
+
+    return len(list_actors(address=ray.get_runtime_context().gcs_address, filters=[("class_name", "=", class_name)],
+                           limit=10_000, raise_on_missing_output=False))
+
+
 def live_placement_groups() -> dict[str, dict]:
     """Placement groups of the test session's Ray that are not removed, by id."""
     import ray.util

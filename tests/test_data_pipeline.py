@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import VIDEOS
+from conftest import VIDEOS, created_actors
 from vfn.platform.data.pipeline import TooManyCorruptVideos, build_dataset, check_corrupt_budget, drop_invalid
 from vfn.platform.data.shards import SCHEMA, write_shards
 from vfn.platform.data.synth import make_synthetic_dataset
@@ -152,22 +152,13 @@ def test_a_decode_over_the_time_limit_counts_as_corrupt_and_the_epoch_goes_on(ra
         assert rows and all(bool(r["valid"]) is valid for r in rows), (timeout_s, [r["valid"] for r in rows])
 
 
-def footer_reader_actors() -> int:
-    """FooterReader actors this Ray has created (dead ones included)."""
-    import ray
-    from ray.util.state import list_actors
-
-    return len(list_actors(address=ray.get_runtime_context().gcs_address, filters=[("class_name", "=", "FooterReader")],
-                           limit=10_000, raise_on_missing_output=False))
-
-
 @pytest.mark.ray
 def test_each_epoch_lists_its_shards_on_one_footer_reader(ray_session, data):
     """Ray's Parquet reader would start 32 FooterReader actors (processes) per epoch of each dataset;
     a few shards need one (`pipeline.footer_readers`)."""
     d, _, _ = data
-    before = footer_reader_actors()
+    before = created_actors("FooterReader")
     ds = build_dataset(str(d / "train"), "train", CLIP, AugmentSpec(flip_prob=0.0), seed=0)
     for _ in range(2):
         assert sum(len(b["label"]) for b in ds.iter_batches(batch_size=8)) > 0
-    assert footer_reader_actors() - before == 2
+    assert created_actors("FooterReader") - before == 2

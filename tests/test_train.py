@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import created_actors
+
 pytestmark = pytest.mark.ray
 
 
@@ -76,7 +78,9 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
 
     root, synth, n_val = tiny_data
     cfg = tiny_config(root, synth, tmp_path, "eval.every_epochs=2")  # validates after epochs 2 and 3
+    watchers = created_actors("PreemptionWatcher")
     result = run_training(cfg, progress=False)
+    assert created_actors("PreemptionWatcher") == watchers  # a local Ray has no autoscaler to drain nodes
 
     # 35 videos / 2 workers -> 17 each -> 4 batches of 4 -> 2 steps of 2 accumulated batches
     n_train = count_videos(str(root / "train"))
