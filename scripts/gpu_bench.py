@@ -1,6 +1,6 @@
 """`vfn bench model` over the zoo on a GPU, eager vs compiled, for the README's table (torch + timm only).
 
-    PYTHONPATH=. python scripts/gpu_bench.py OUT.jsonl [--budget-s 400] [--profile PROFILE.txt]
+    PYTHONPATH=. python scripts/gpu_bench.py OUT.jsonl [--budget-s 500] [--profile PROFILE.txt]
 
 Runs, in this order, until `--budget-s` has passed (then skips the rest, saying so): Tiny at batch 8
 eager, compiled and compiled with CUDA graphs (`reduce-overhead`); Tiny with CUDA graphs at the

@@ -18,7 +18,7 @@ from ray.train import ScalingConfig as RayScalingConfig
 
 from .config import ConfigError, ExperimentConfig
 
-NO_PREEMPTION_WATCHER = ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def init_ray(ray_init_kwargs: dict | None = None) -> bool:
@@ -31,9 +31,9 @@ def init_ray(ray_init_kwargs: dict | None = None) -> bool:
     if not address:
         kwargs["address"] = address = "local"
     if address == "local":
+        # Train passes it from this process to its controller; trial actors get it from the job env
+        os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
         kwargs["runtime_env"] = local_job_env(kwargs.get("runtime_env"))
-        # Train passes it from this process to its controller (trial actors get it from the job env)
-        os.environ.setdefault(NO_PREEMPTION_WATCHER[0], NO_PREEMPTION_WATCHER[1])
     else:  # a cluster's resources are its own: ray.init refuses num_cpus/num_gpus there
         kwargs.pop("num_cpus", None)
         kwargs.pop("num_gpus", None)
@@ -48,14 +48,15 @@ def local_job_env(runtime_env: dict | None) -> dict:
     - `MALLOC_ARENA_MAX=2`: decode tasks allocate many frame-sized buffers from several threads
       (decord, torch), and fewer malloc arenas keep their heap ~25% smaller at no measurable cost
       (a cluster sets it in its nodes' env);
-    - no Ray Train preemption watcher (`NO_PREEMPTION_WATCHER`): it polls for nodes being drained
-      by a cloud autoscaler, which a local instance does not have; each Train run would start it as
-      one more actor process (~1.5 s of CPU before the first batch on 2 cores);
+    - no Ray Train preemption watcher (`PREEMPTION_WATCHER_ENV`, unless this process's env says
+      otherwise): it polls for nodes being drained by a cloud autoscaler, which a local instance does
+      not have; each Train run would start it as one more actor process (~1.5 s of CPU before the
+      first batch on 2 cores);
     - `ray_worker_hooks.pin_state_api_address` in every worker process (see there; its own small
       module, because every worker process of the job imports it).
     """
     env = dict(runtime_env or {})
-    env["env_vars"] = {"MALLOC_ARENA_MAX": "2", NO_PREEMPTION_WATCHER[0]: NO_PREEMPTION_WATCHER[1],
+    env["env_vars"] = {"MALLOC_ARENA_MAX": "2", PREEMPTION_WATCHER_ENV: os.environ.get(PREEMPTION_WATCHER_ENV, "0"),
                        **env.get("env_vars", {})}
     env.setdefault("worker_process_setup_hook", "vfn.platform.ray_worker_hooks.pin_state_api_address")
     return env
