@@ -216,6 +216,20 @@ def test_train_clip_is_the_drawn_parameters_applied(shared_dir):
         assert np.array_equal(ours, apply_augment_params(frames, params, clip.input_size).numpy())
 
 
+def test_resize_is_torchvisions_uint8_resize():
+    """`clips.resize` calls torch's kernel directly; torchvision's `resize` gives the same bytes."""
+    import torchvision.transforms.v2.functional as TF
+
+    from vfn.platform.data.clips import resize
+
+    gen = torch.Generator().manual_seed(0)
+    for t, h, w, size in [(8, 256, 340, [224, 224]), (1, 300, 200, [224, 224]), (4, 240, 320, [256, 341]),
+                          (2, 100, 90, [224, 224])]:
+        x = torch.randint(0, 256, (t, h, w, 3), dtype=torch.uint8, generator=gen).permute(0, 3, 1, 2)
+        for layout in (x, x.contiguous()):
+            assert torch.equal(resize(layout, size), TF.resize(layout, size, antialias=True)), (t, h, w, size)
+
+
 def test_resize_short_side_keeps_frames_already_there():
     frames = np.random.default_rng(0).integers(0, 256, (2, 320, 426, 3), dtype=np.uint8)
     assert resize_short_side(frames, 256).shape == (2, 256, 341, 3)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
+import torch.nn.functional as F
 
 from vfn.platform.data.video import (
     AugmentSpec,
@@ -44,13 +44,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ---------------------------------------------------------------- spatial ops
 
 
+def resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, C, *size), antialiased bilinear: the kernel torchvision's `resize`
+    calls for uint8 on the CPU, without importing torchvision (~1.5 s of CPU in every decode process)."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 def crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
     """frames uint8 (T, H, W, 3), box (top, left, h, w) -> uint8 tensor (T, 3, size, size)."""
     top, left, h, w = box
     x = torch.from_numpy(frames[:, top:top + h, left:left + w]).permute(0, 3, 1, 2)
     if (h, w) != (size, size):
-        # uint8 + antialias has a fast path in torchvision; memory_format keeps it cheap
-        x = TF.resize(x.contiguous(memory_format=torch.channels_last), [size, size], antialias=True)
+        # uint8 + antialias has a fast path in torch; memory_format keeps it cheap
+        x = resize(x.contiguous(memory_format=torch.channels_last), [size, size])
     return x.contiguous()
 
 
@@ -261,8 +267,8 @@ def resize_short_side(frames: np.ndarray, short: int) -> np.ndarray:
         return frames
     r = short / min(height, width)
     size = [short, max(1, round(width * r))] if height <= width else [max(1, round(height * r)), short]
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # a channels_last view: torchvision's fast uint8 path
-    return TF.resize(x, size, antialias=True).permute(0, 2, 3, 1).numpy()
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # a channels_last view: torch's fast uint8 path
+    return resize(x, size).permute(0, 2, 3, 1).numpy()
 
 
 def window_origin(start: float, length: float, extent: int, size: int) -> int:

@@ -25,8 +25,8 @@ so one bad file never kills a long run: the consumer skips and counts it and cal
 
 Imports: this module and what it imports at the top stay free of torch. Ray's coordinator
 processes (Train's controller, its DatasetManager, each dataset's SplitCoordinator) unpickle the
-task functions below, importing this module, and torch + torchvision would cost ~4.5 s of CPU in
-each; only the decode tasks import `clips` (torch), when they first run.
+task functions below, importing this module, and torch would cost ~2 s of CPU in each; only the
+decode tasks import `clips` (torch, not torchvision), when they first run.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """What a clip is and how its frames are read: the clip and augmentation specs, frame sampling,
 and decord decoding from memory. numpy and decord only, no torch.
 
-Separate from `clips` (crops, colour, the decode entry points: torch and torchvision) because Ray's
+Separate from `clips` (crops, colour, the decode entry points: torch) because Ray's
 coordinator processes never decode: Ray Train's controller, its DatasetManager and each dataset's
-SplitCoordinator unpickle the pipeline's task functions and these specs, and importing torch and
-torchvision there costs ~4.5 s of CPU per process, several processes per run.
+SplitCoordinator unpickle the pipeline's task functions and these specs, and importing torch there
+costs ~2 s of CPU per process, several processes per run.
 
 Decoding is decord from memory (`decord.VideoReader(io.BytesIO(data))`), reading only the
 frames a clip needs. Every random choice comes from an explicit `numpy.random.Generator`,
