@@ -132,9 +132,9 @@ def check_device_augment(dev: torch.device, b: int = 32) -> None:
 
     import numpy as np
 
-    from vfn.platform.data.clips import apply_augment_params, draw_augment_params, slice_window, train_window_size
+    from vfn.platform.data.clips import apply_augment_params, draw_augment_params, slice_window
     from vfn.platform.data.device_augment import DeviceAugment
-    from vfn.platform.data.video import AugmentSpec, ClipSpec
+    from vfn.platform.data.video import AugmentSpec, ClipSpec, train_window_size
 
     clip, aug = ClipSpec(num_frames=8, input_size=224), AugmentSpec()
     side = train_window_size(clip, aug)

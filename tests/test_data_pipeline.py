@@ -117,8 +117,8 @@ def test_on_device_rows_are_windows_with_parameters(ray_session, data):
     gives a blank window whose parameters still resize cleanly on the device."""
     import torch
 
-    from vfn.platform.data.clips import PARAMS_SIZE, train_window_size
     from vfn.platform.data.device_augment import DeviceAugment
+    from vfn.platform.data.video import PARAMS_SIZE, train_window_size
 
     d, labels, _ = data
     side = train_window_size(CLIP, AugmentSpec())

@@ -21,9 +21,6 @@ import torch
 
 from conftest import VIDEOS, tiny_experiment
 from vfn.platform.data.clips import (
-    PARAMS_SIZE,
-    AugmentParams,
-    ColorParams,
     apply_color,
     crop_resize,
     decode_train_clip,
@@ -32,10 +29,20 @@ from vfn.platform.data.clips import (
     random_resized_box,
     resize_short_side,
     slice_window,
-    train_window_size,
 )
 from vfn.platform.data.device_augment import DeviceAugment, apply_color_batch, crop_resize_batch
-from vfn.platform.data.video import AugmentSpec, ClipSpec, eval_indices, open_video, read_frames, train_indices
+from vfn.platform.data.video import (
+    PARAMS_SIZE,
+    AugmentParams,
+    AugmentSpec,
+    ClipSpec,
+    ColorParams,
+    eval_indices,
+    open_video,
+    read_frames,
+    train_indices,
+    train_window_size,
+)
 
 CLIP = ClipSpec(num_frames=4, input_size=112)
 AUG = AugmentSpec()

@@ -23,19 +23,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vfn.platform.data.video import (
+    AugmentParams,
     AugmentSpec,
     ClipSpec,
+    ColorParams,
     eval_indices,
     open_video,
     read_frames,
     train_indices,
+    train_window_size,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -134,16 +137,6 @@ def hue_matrix(shift: float) -> torch.Tensor:
     return torch.from_numpy((_YIQ2RGB @ rot @ _RGB2YIQ).astype(np.float32))
 
 
-@dataclass(frozen=True)
-class ColorParams:
-    """One clip's colour draw: jitter on/off, its factors and op order, grayscale on/off."""
-
-    jitter: bool = False
-    factors: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue
-    order: tuple[int, int, int, int] = (0, 1, 2, 3)  # ops by position (0..3 as in `factors`)
-    gray: bool = False
-
-
 def draw_color_params(aug: AugmentSpec, rng: np.random.Generator) -> ColorParams:
     """The colour draws, in the rng order every path shares: apply?, 3 factors, hue, order, gray?"""
     jitter = aug.color_jitter_prob > 0 and rng.random() < aug.color_jitter_prob
@@ -192,31 +185,6 @@ def apply_color(x: torch.Tensor, c: ColorParams) -> torch.Tensor:
 # ---------------------------------------------------------------- public entry points
 
 
-@dataclass(frozen=True)
-class AugmentParams:
-    """Every random choice of one training clip, drawn once (`draw_augment_params`) and applied by
-    either path: on CPU in the decode task (`apply_augment_params`) or batched on the training
-    device (`device_augment.DeviceAugment`, from `to_vector`)."""
-
-    box: tuple[float, float, float, float]  # top, left, height, width of the crop, in frame pixels
-    flip: bool = False
-    color: ColorParams = ColorParams()
-
-    def to_vector(self) -> np.ndarray:
-        """float32 (PARAMS_SIZE,): box, flip, jitter, 4 factors, 4 op positions, gray."""
-        c = self.color
-        return np.array([*self.box, self.flip, c.jitter, *c.factors, *c.order, c.gray], np.float32)
-
-    @classmethod
-    def from_vector(cls, v) -> AugmentParams:
-        v = [float(x) for x in v]
-        color = ColorParams(bool(v[5]), tuple(v[6:10]), tuple(int(x) for x in v[10:14]), bool(v[14]))
-        return cls(tuple(v[:4]), bool(v[4]), color)
-
-
-PARAMS_SIZE = 15  # len(AugmentParams(...).to_vector())
-
-
 def draw_augment_params(height: int, width: int, clip: ClipSpec, aug: AugmentSpec,
                         rng: np.random.Generator) -> AugmentParams:
     """A clip's crop box (on the decoded height x width frame), flip and colour draws, in the rng
@@ -250,13 +218,6 @@ def decode_train_clip(data: bytes, clip: ClipSpec, aug: AugmentSpec | None,
 
 
 # ---------------------------------------------------------------- the on-device path's decode side
-
-
-def train_window_size(clip: ClipSpec, aug: AugmentSpec) -> int:
-    """Side of the square window that holds any random-resized-crop box of a frame whose short side
-    is `clip.resize_short`: a box is at most short * max(ratio_hi, 1/ratio_lo) long (342 for 224
-    inputs with the default ratios)."""
-    return math.ceil(clip.resize_short * max(aug.ratio[1], 1 / aug.ratio[0], 1.0) - 1e-6)
 
 
 def resize_short_side(frames: np.ndarray, short: int) -> np.ndarray:

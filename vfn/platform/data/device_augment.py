@@ -4,7 +4,7 @@ Why: crop-resize and colour jitter cost a decode task's CPU core more than the d
 frames does, while a GPU does them for a whole batch in about a millisecond. With
 `augment.on_device` the decode task ships each clip as a fixed-size uint8 window that holds its crop
 box (`clips.decode_train_window`) plus the parameters it drew with the CPU path's own sampler
-(`clips.AugmentParams.to_vector`); `DeviceAugment` applies them to every clip of a batch at once,
+(`video.AugmentParams.to_vector`); `DeviceAugment` applies them to every clip of a batch at once,
 with the CPU path's semantics:
 
 * crop + resize: the antialiased bilinear filter of torchvision's `resize` (the CPU path's), written
@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .clips import GRAY_WEIGHTS, AugmentParams, hue_matrix
+from .clips import GRAY_WEIGHTS, hue_matrix
+from .video import AugmentParams
 
 EYE = np.eye(3)
 GRAY_ROWS = np.tile(np.array(GRAY_WEIGHTS), (3, 1))  # every channel <- the luma

@@ -8,6 +8,7 @@ runs in a child process that the caller kills when it overruns:
 
     guard = guard_for(30.0)  # one child per process, reused across calls
     clip = guard.call(decode_train_clip, data, spec, aug, rng)  # DecodeTimeout after 30 s
+    clip = guard.call("vfn.platform.data.clips:decode_train_clip", ...)  # the caller never imports clips
 
 A timeout or a crashed decoder (e.g. a segfault in ffmpeg) surfaces as a `CorruptVideoError`
 subclass, which the decode tasks already count and skip; the child is restarted on the next call.
@@ -91,12 +92,13 @@ class DecodeGuard:
             with self._lock:
                 self._ensure_child()
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
+    def call(self, fn: Callable[..., T] | str, *args: Any) -> T:
         """`fn(*args)` in the child; DecodeTimeout past the limit, CorruptVideoError if it crashes.
 
-        An exception raised by `fn` is re-raised here with its own type when it pickles."""
+        `fn` may be named as "module:function" (see `resolve`). An exception raised by `fn` is
+        re-raised here with its own type when it pickles."""
         if self.timeout_s <= 0:
-            return fn(*args)
+            return resolve(fn)(*args)
         request = _encode((fn, tuple(_Blob(a) if _is_big_bytes(a) else a for a in args)))  # may not pickle
         with self._lock:
             conn = self._ensure_child()
@@ -191,6 +193,15 @@ class DecodeGuard:
         return _describe_exit(proc.exitcode)
 
 
+def resolve(fn: Callable[..., T] | str) -> Callable[..., T]:
+    """`fn`, or the function a "module:function" string names. Naming it keeps its module (and
+    what that imports: torch, for the decoders) out of a parent that only forwards calls."""
+    if not isinstance(fn, str):
+        return fn
+    module, _, name = fn.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -229,7 +240,7 @@ def _child_main(conn: Connection, warm: tuple[str, ...], timeout_s: float) -> No
 def _serve(head: bytes, buffers: list[np.ndarray]) -> Message:
     try:
         fn, args = pickle.loads(head, buffers=buffers)  # in the try: an fn the child cannot import is an error
-        reply: tuple = ("ok", fn(*args), None)
+        reply: tuple = ("ok", resolve(fn)(*args), None)
     except BaseException as e:  # noqa: B036 -- everything goes back to the parent, which re-raises it
         reply = ("err", _portable(e), traceback.format_exc())
     try:

@@ -25,8 +25,10 @@ so one bad file never kills a long run: the consumer skips and counts it and cal
 
 Imports: this module and what it imports at the top stay free of torch. Ray's coordinator
 processes (Train's controller, its DatasetManager, each dataset's SplitCoordinator) unpickle the
-task functions below, importing this module, and torch would cost ~2 s of CPU in each; only the
-decode tasks import `clips` (torch, not torchvision), when they first run.
+task functions below, importing this module, and torch would cost ~2 s of CPU in each. The decode
+tasks name the decoders in `clips` (torch) for their guard's child to import: a decode task's own
+process stays free of torch too (~470 MB and ~2 s of CPU less per process); only an unguarded
+decode (`decode_timeout_s=0`) imports them in the task.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ import numpy as np
 from vfn.platform.data.guard import guard_for
 from vfn.platform.data.ledger import report_corrupt
 from vfn.platform.data.shards import list_shards, read_metadata
-from vfn.platform.data.video import AugmentSpec, ClipSpec, CorruptVideoError
+from vfn.platform.data.video import AugmentParams, AugmentSpec, ClipSpec, CorruptVideoError, train_window_size
 from vfn.platform.storage import is_arrow_native, resolve
 
 log = logging.getLogger(__name__)
 
+CLIPS = "vfn.platform.data.clips"  # the decoders (torch), named so that only the guard's child imports them
 DEFAULT_DECODE_TIMEOUT_S = 60.0  # one clip decodes in well under a second; only a stuck decoder takes this long
 
 
@@ -88,25 +91,25 @@ def _video_rngs(batch: dict, seed: int | None) -> list[np.random.Generator]:
     return [np.random.default_rng([seed, epoch, int(i)]) for i in batch["index"]]
 
 
-def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
-                        num_threads: int, on_device: bool = False, timeout_s: float = 0.0, ledger=None) -> dict:
-    from vfn.platform.data import clips  # torch: only where videos decode (see "Imports" above)
-
+def decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, seed: int | None,
+                       num_threads: int, on_device: bool = False, timeout_s: float = 0.0, ledger=None) -> dict:
+    """The training split's Ray Data map function: shard rows (`video` bytes, `label`, `index`,
+    `path`) -> decoded rows (see `build_dataset`), each video under the decode guard."""
     n = len(batch["label"])
     windowed = on_device and aug is not None  # the device augments: ship windows and drawn parameters
-    side = clips.train_window_size(clip, aug) if windowed else clip.input_size
+    side = train_window_size(clip, aug) if windowed else clip.input_size
     videos = np.zeros((n, clip.num_frames, 3, side, side), np.uint8)
     # a corrupt video's row keeps a whole-window box, so the device's resize never divides by zero
-    params = np.tile(clips.AugmentParams((0.0, 0.0, side, side)).to_vector(), (n, 1))
+    params = np.tile(AugmentParams((0.0, 0.0, side, side)).to_vector(), (n, 1))
     valid = np.ones(n, bool)
     guard = guard_for(timeout_s)
     for i, rng in enumerate(_video_rngs(batch, seed)):
         try:
             if windowed:
-                videos[i], params[i] = guard.call(clips.decode_train_window, batch["video"][i], clip, aug, rng,
-                                                  num_threads)
+                videos[i], params[i] = guard.call(f"{CLIPS}:decode_train_window", batch["video"][i], clip, aug,
+                                                  rng, num_threads)
             else:
-                videos[i] = guard.call(clips.decode_train_clip, batch["video"][i], clip, aug, rng, num_threads)
+                videos[i] = guard.call(f"{CLIPS}:decode_train_clip", batch["video"][i], clip, aug, rng, num_threads)
         except CorruptVideoError as e:  # includes a decode cut off by the guard's limit
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
@@ -115,17 +118,16 @@ def _decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, se
     return {**out, "aug_params": params} if windowed else out
 
 
-def _decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int,
-                      timeout_s: float = 0.0, ledger=None) -> dict:
-    from vfn.platform.data import clips  # torch: only where videos decode (see "Imports" above)
-
+def decode_val_batch(batch: dict, clip: ClipSpec, index_map: np.ndarray | None, num_threads: int,
+                     timeout_s: float = 0.0, ledger=None) -> dict:
+    """The validation split's map function: every test view of each video, under the decode guard."""
     n = len(batch["label"])
     videos = np.zeros((n, clip.num_views, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
     valid = np.ones(n, bool)
     guard = guard_for(timeout_s)
     for i in range(n):
         try:
-            videos[i] = guard.call(clips.decode_test_views, batch["video"][i], clip, num_threads)
+            videos[i] = guard.call(f"{CLIPS}:decode_test_views", batch["video"][i], clip, num_threads)
         except CorruptVideoError as e:
             valid[i] = False
             log.warning("skipping corrupt video %s: %s", batch["path"][i], e)
@@ -155,7 +157,7 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
 
     train rows: video uint8 (T, 3, S, S), label int64, valid bool
                 with `augment_on_device` (and an `aug`): video uint8 (T, 3, C, C) windows that hold
-                the crop box (C = `clips.train_window_size`) and aug_params float32 (PARAMS_SIZE,),
+                the crop box (C = `video.train_window_size`) and aug_params float32 (PARAMS_SIZE,),
                 for `device_augment.DeviceAugment` on the training device
     val rows:   video uint8 (V, T, 3, S, S), label int64, index int64 (dense 0..N-1), valid bool
     `num_cpus` is reserved per decode task: on a small machine where Train workers hold CPUs,
@@ -230,7 +232,7 @@ def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_byt
         ds = _read_parquet(files, **read_args)
         indices = np.sort(read_metadata(uris, ["index"]).column("index").to_numpy())
         index_map = None if np.array_equal(indices, np.arange(len(indices))) else indices
-        return ds.map_batches(_decode_val_batch, fn_kwargs=dict(index_map=index_map, **decode), **map_args)
+        return ds.map_batches(decode_val_batch, fn_kwargs=dict(index_map=index_map, **decode), **map_args)
     if shuffle == "auto":
         shuffle = "full" if _total_bytes(uris) <= full_shuffle_max_bytes else "files"
     file_shuffle = None
@@ -242,7 +244,7 @@ def _build(shards, split, decode: dict, aug, seed, shuffle, full_shuffle_max_byt
 
         ds = ds.random_shuffle(seed=RandomSeedConfig(seed=seed, reseed_after_execution=True)
                                if seed is not None else None)
-    return ds.map_batches(_decode_train_batch, fn_kwargs=dict(aug=aug, seed=seed, on_device=augment_on_device,
+    return ds.map_batches(decode_train_batch, fn_kwargs=dict(aug=aug, seed=seed, on_device=augment_on_device,
                                                               **decode), **map_args)
 
 

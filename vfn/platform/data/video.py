@@ -23,6 +23,7 @@ than the video repeats its last frame (order is kept, so temporal direction stay
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -98,6 +99,51 @@ class AugmentSpec:
 
 
 # ---------------------------------------------------------------- frame indices
+
+
+# ---------------------------------------------------------------- one training clip's random draws
+
+
+@dataclass(frozen=True)
+class ColorParams:
+    """One clip's colour draw: jitter on/off, its factors and op order, grayscale on/off."""
+
+    jitter: bool = False
+    factors: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue
+    order: tuple[int, int, int, int] = (0, 1, 2, 3)  # ops by position (0..3 as in `factors`)
+    gray: bool = False
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Every random choice of one training clip, drawn once (`draw_augment_params`) and applied by
+    either path: on CPU in the decode task (`apply_augment_params`) or batched on the training
+    device (`device_augment.DeviceAugment`, from `to_vector`)."""
+
+    box: tuple[float, float, float, float]  # top, left, height, width of the crop, in frame pixels
+    flip: bool = False
+    color: ColorParams = ColorParams()
+
+    def to_vector(self) -> np.ndarray:
+        """float32 (PARAMS_SIZE,): box, flip, jitter, 4 factors, 4 op positions, gray."""
+        c = self.color
+        return np.array([*self.box, self.flip, c.jitter, *c.factors, *c.order, c.gray], np.float32)
+
+    @classmethod
+    def from_vector(cls, v) -> AugmentParams:
+        v = [float(x) for x in v]
+        color = ColorParams(bool(v[5]), tuple(v[6:10]), tuple(int(x) for x in v[10:14]), bool(v[14]))
+        return cls(tuple(v[:4]), bool(v[4]), color)
+
+
+PARAMS_SIZE = 15  # len(AugmentParams(...).to_vector())
+
+
+def train_window_size(clip: ClipSpec, aug: AugmentSpec) -> int:
+    """Side of the square window that holds any random-resized-crop box of a frame whose short side
+    is `clip.resize_short`: a box is at most short * max(ratio_hi, 1/ratio_lo) long (342 for 224
+    inputs with the default ratios)."""
+    return math.ceil(clip.resize_short * max(aug.ratio[1], 1 / aug.ratio[0], 1.0) - 1e-6)
 
 
 def segment_indices(num_video_frames: int, num_frames: int, rng: np.random.Generator | None,
