@@ -17,8 +17,12 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(VENV)/bin/vfn quickstart --workdir quickstart_run
 
+# two test processes (each with its own local Ray): one keeps the CPUs busy while the other's Ray
+# test waits on process start-up; TEST_WORKERS=0 runs everything in one process
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vfn tests scripts
