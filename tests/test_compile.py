@@ -147,6 +147,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_compiled_step_under_ddp_averages_like_eager(tmp_path):
     """Two gloo processes (what Ray Train's prepare_model sets up): the compiled DDP step keeps the
     ranks' weights identical and equal to the eager DDP step's, with accumulation's no_sync."""

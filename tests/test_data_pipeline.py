@@ -41,6 +41,7 @@ def data(tmp_path_factory, shared_dir):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_train_and_val_datasets(ray_session, data):
     d, labels, val_labels = data
     ds = build_dataset(str(d / "train"), "train", CLIP, AugmentSpec(flip_prob=0.0), seed=0)

@@ -80,6 +80,7 @@ def reference_result(cfg, sd, shards):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_evaluate_a_released_checkpoint_fine_tune_from_it_and_compare_in_mlflow(ray_session, shared_shards, tmp_path):
     """The README's path on the shared videos: a 400-class checkpoint in the released layout is
     evaluated like the model it holds (the same numbers as evaluating it here without Ray) into a

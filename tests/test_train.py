@@ -69,6 +69,7 @@ def tiny_config(root, synth, workdir, *extra):
     ])
 
 
+@pytest.mark.slow
 def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_data, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -176,6 +177,7 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
                        overrides=["eval.num_clips=1", "eval.num_crops=1"])
 
 
+@pytest.mark.slow
 def test_corrupt_training_videos_over_budget_stop_the_run_in_one_line(ray_session, tiny_data, tmp_path):
     """Videos that no longer decode are counted; above `data.max_corrupt_share` the run stops after
     the epoch with a one-line TrainingError naming the count, and the MLflow run is FAILED."""
