@@ -161,8 +161,3 @@ def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None
             proc.kill()
         log.close()
 
-
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first: with two test processes (`make test`) the long Ray runs then overlap
-    from the start instead of one of them finishing alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
