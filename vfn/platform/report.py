@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .config import ExperimentConfig
-from .step import model_kwargs
 
 
 @dataclass
@@ -32,9 +29,15 @@ class TrialOutcome:
 
 
 def model_cost(cfg: ExperimentConfig) -> tuple[float, float]:
-    """(params M, GFLOPs per view) of the model an experiment trains, counted on the meta device."""
+    """(params M, GFLOPs per view) of the model an experiment trains, counted on the meta device.
+    torch is imported here, not at the top: every Tune trial actor imports this module through
+    `sweep`, and a trial whose setting fails validation should end before paying for torch."""
+    import torch
+
     from vfn.model import create_model
     from vfn.model.flops import count_flops
+
+    from .step import model_kwargs
 
     with torch.device("meta"):
         model = create_model(cfg.model.name, **model_kwargs(cfg))
