@@ -20,6 +20,17 @@ REFERENCE = SHARED / "fixtures" / "reference"
 LABELS = SHARED / "labels"
 
 
+def pytest_configure(config):
+    """Under `make test`'s test processes (pytest-xdist), each process's torch gets its share of
+    the cores: two processes each running torch's default one thread per core oversubscribe the
+    machine, and in-process training tests then ran ~3x slower than alone."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
