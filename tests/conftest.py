@@ -171,4 +171,3 @@ def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-

@@ -98,9 +98,6 @@ class AugmentSpec:
             raise ValueError(f"AugmentSpec.ratio must satisfy 0 < lo <= hi, got {self.ratio}")
 
 
-# ---------------------------------------------------------------- frame indices
-
-
 # ---------------------------------------------------------------- one training clip's random draws
 
 
@@ -144,6 +141,9 @@ def train_window_size(clip: ClipSpec, aug: AugmentSpec) -> int:
     is `clip.resize_short`: a box is at most short * max(ratio_hi, 1/ratio_lo) long (342 for 224
     inputs with the default ratios)."""
     return math.ceil(clip.resize_short * max(aug.ratio[1], 1 / aug.ratio[0], 1.0) - 1e-6)
+
+
+# ---------------------------------------------------------------- frame indices
 
 
 def segment_indices(num_video_frames: int, num_frames: int, rng: np.random.Generator | None,
