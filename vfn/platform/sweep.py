@@ -261,5 +261,29 @@ def _finish(result: SweepResult, spec: SweepSpec, base: ExperimentConfig, kind: 
             client.set_tag(result.parent_run_id, "best_setting", row_name(best.setting, keys) + f", seed={best.seed}")
         client.log_metric(result.parent_run_id, "trials_failed", sum(o.error is not None for o in result.outcomes))
         client.log_metric(result.parent_run_id, "wall_time_s", result.seconds)
+        close_stopped_trials(client, result.parent_run_id, stopped_trials(result.outcomes, base))
         client.set_terminated(result.parent_run_id, "FINISHED")
 
+
+def stopped_trials(outcomes: list[TrialOutcome], base: ExperimentConfig) -> dict[str, int]:
+    """trial id -> last epoch, of the trials that ended without error before their last epoch:
+    those a scheduler (ASHA) stopped."""
+    return {o.trial_id: int(o.metrics["epoch"]) for o in outcomes if o.error is None and "epoch" in o.metrics
+            and o.metrics["epoch"] < base.with_overrides(o.setting).optim.epochs}
+
+
+def close_stopped_trials(client, parent_run_id: str, stopped: dict[str, int]) -> int:
+    """Mark KILLED the MLflow runs of `stopped_trials`. Tune kills such a trial mid-run: its run
+    stayed RUNNING forever, or ended FAILED when the kill hit `run_training`'s error path first.
+    Returns how many."""
+    if not stopped:
+        return 0
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    closed = 0
+    for run in client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'"):
+        epoch = stopped.get(run.data.tags.get("vfn.trial_id"))
+        if epoch is not None:
+            client.set_tag(run.info.run_id, "vfn.stopped", f"by the scheduler after epoch {epoch}")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed += 1
+    return closed
