@@ -90,18 +90,17 @@ def test_the_logged_model_loads_in_a_fresh_process_without_ray_and_gives_the_sam
     assert np.asarray(served).shape == (1, 4), served
 
 
-def test_vfn_predict_takes_a_registered_model(logged):
-    video = VIDEOS / "kinetics_yoga.mp4"
-    cmd = [sys.executable, "-m", "vfn.cli", "predict", str(video), "--checkpoint", "models:/vfn-micro/1",
-           "--tracking-uri", logged["uri"], "--top", "4"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert all(name in proc.stdout for name in CLASSES), proc.stdout  # names from the model's metadata
+def test_vfn_predict_takes_a_registered_model(logged, capsys):
+    from vfn.cli import main
 
-    proc = subprocess.run(cmd[:5] + ["--checkpoint", "models:/no-such-model/1", "--tracking-uri", logged["uri"]],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
+    video = VIDEOS / "kinetics_yoga.mp4"
+    args = ["predict", str(video), "--checkpoint", "models:/vfn-micro/1", "--tracking-uri", logged["uri"], "--top", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in CLASSES), out  # names from the model's metadata
+
+    assert main(args[:2] + ["--checkpoint", "models:/no-such-model/1", "--tracking-uri", logged["uri"]]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("vfn predict: models:/no-such-model/1: no such MLflow model in sqlite:///"), last
 
 
