@@ -19,7 +19,7 @@ from vfn.platform.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, SYNTH_STY
 from vfn.platform.data.synth import STYLES, SynthStyle
 from vfn.platform.in_memory import left_chance, render_clips, train_in_memory
 
-NUM_CLASSES, TRAIN, VAL, STEPS, BATCH = 4, 960, 160, 400, 16
+NUM_CLASSES, TRAIN, VAL, STEPS, BATCH = 4, 960, 160, 250, 16  # parallel leaves chance at step ~120
 
 
 @pytest.fixture(scope="module")
