@@ -31,6 +31,29 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under `make test`'s N test processes: xdist's `worksteal` hands each process a contiguous
+    1/N of this list, then moves tests from the tail of the longest queue to an idle process. The
+    `slow` tests (minutes of Ray runs), a module at a time, are dealt round-robin to the heads of
+    the N shares, so every process starts on long runs at once and only short tests are left to
+    even out at the end (in file order, the long ones met late in one process: one ran alone)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    heads: list[list] = [[] for _ in range(workers)]
+    for k, path in enumerate(dict.fromkeys(item.path for item in slow)):  # a module's slow tests together
+        heads[k % workers] += [item for item in slow if item.path == path]
+    ordered, left = [], len(items)
+    for k in range(workers):  # the shares' sizes as worksteal cuts them
+        size = left // (workers - k)
+        share = heads[k] + fast[:max(0, size - len(heads[k]))]
+        fast = fast[len(share) - len(heads[k]):]
+        ordered += share
+        left -= len(share)
+    items[:] = ordered + fast
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
