@@ -262,7 +262,7 @@ def test_killed_sweep_driver_resumes_from_the_bucket_without_rerunning_finished_
 
     data = upload_shards(tiny_shards, "sweep-shards")
     root = f"s3://{BUCKET}/sweep-work"
-    base = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 2}, eval={"every_epochs": 1},
+    base = tiny_experiment(tiny_shards, tmp_path, optim={"epochs": 2}, eval={"every_epochs": 2},  # at the end
                            tracking={"tracking_uri": s3_mlflow, "experiment": "s3-sweep"},
                            output={"root": root, "checkpoint_every": 1})
     base["data"].update(train=f"{data}/train", val=f"{data}/val")

@@ -78,7 +78,7 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
     from vfn.platform.train import run_training
 
     root, synth, n_val = tiny_data
-    cfg = tiny_config(root, synth, tmp_path, "eval.every_epochs=2")  # validates after epochs 2 and 3
+    cfg = tiny_config(root, synth, tmp_path, "optim.epochs=2", "eval.every_epochs=2")  # validates after epoch 2 only
     watchers = created_actors("PreemptionWatcher")
     result = run_training(cfg, progress=False)
     assert created_actors("PreemptionWatcher") == watchers  # a local Ray has no autoscaler to drain nodes
@@ -88,7 +88,7 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
     steps_per_epoch = -(-((n_train // 2) // 4) // 2)
     m = result.metrics
     assert m["restarts"] == 0
-    assert m["epoch"] == 3 and m["global_step"] == 3 * steps_per_epoch
+    assert m["epoch"] == 2 and m["global_step"] == 2 * steps_per_epoch
     assert m["val_videos"] + m["val_corrupt"] == n_val == 7  # every video once, none dropped by the split
     assert m["train_corrupt"] >= 1 and result.corrupt.startswith("1 corrupt video skipped (")
     assert result.corrupt.endswith(f"; all in {result.run_dir}/corrupt_videos.csv)")
@@ -109,7 +109,7 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
     assert tags["model"] == "videofocalnet_tiny" and tags["design"] == "parallel"
     assert float(tags["gflops_per_view"]) > 0 and float(tags["params_M"]) > 0
     epochs = sorted(x.step for x in client.get_metric_history(run.info.run_id, "epoch/val_top1"))
-    assert epochs == [2, 3]  # only the epochs that validated, each once: no placeholder for epoch 1
+    assert epochs == [2]  # only the epoch that validated, once: no placeholder for epoch 1
     assert all(x.value >= 0 for x in client.get_metric_history(run.info.run_id, "epoch/val_top1"))
     for key in ("epoch/train_top1", "epoch/data_wait_share", "epoch/train_corrupt", "train/loss", "train/lr",
                 "train/clips_per_s"):
@@ -137,7 +137,7 @@ def test_two_workers_train_validate_track_resume_and_evaluate(ray_session, tiny_
     again = run_training(cfg, progress=False)
     assert again.already_finished and again.mlflow_run_id == result.mlflow_run_id
     assert again.metrics["global_step"] == m["global_step"] and again.best_checkpoint == result.best_checkpoint
-    assert "had already finished: 3 epochs" in summary(again)
+    assert "had already finished: 2 epochs" in summary(again)
     monkeypatch.undo()
 
     # `vfn eval` path: 2 workers, multi-view, every video once; the driver reads only the
