@@ -54,6 +54,7 @@ def pytest_collection_modifyitems(config, items):
         left -= len(share)
     items[:] = ordered + fast
 
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
