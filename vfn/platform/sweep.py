@@ -272,18 +272,15 @@ def stopped_trials(outcomes: list[TrialOutcome], base: ExperimentConfig) -> dict
             and o.metrics["epoch"] < base.with_overrides(o.setting).optim.epochs}
 
 
-def close_stopped_trials(client, parent_run_id: str, stopped: dict[str, int]) -> int:
+def close_stopped_trials(client, parent_run_id: str, stopped: dict[str, int]) -> None:
     """Mark KILLED the MLflow runs of `stopped_trials`. Tune kills such a trial mid-run: its run
     stayed RUNNING forever, or ended FAILED when the kill hit `run_training`'s error path first.
-    Returns how many."""
+    One query per trial, so a sweep of any size is covered (a search returns 1000 runs at most)."""
     if not stopped:
-        return 0
+        return
     experiment = client.get_run(parent_run_id).info.experiment_id
-    closed = 0
-    for run in client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'"):
-        epoch = stopped.get(run.data.tags.get("vfn.trial_id"))
-        if epoch is not None:
+    for trial_id, epoch in stopped.items():
+        for run in client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                                    f"and tags.`vfn.trial_id` = '{trial_id}'"):
             client.set_tag(run.info.run_id, "vfn.stopped", f"by the scheduler after epoch {epoch}")
             client.set_terminated(run.info.run_id, "KILLED")
-            closed += 1
-    return closed
