@@ -69,3 +69,31 @@ def test_starts_its_own_ray_despite_a_stale_cluster_file():
         shutil.rmtree(tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "CPUs 1.0" in proc.stdout
+
+
+class _Batches:
+    """Stands in for a Ray dataset: `iter_torch_batches` yields one batch of `n` clips per
+    (n, seconds) pair, each after that many seconds."""
+
+    def __init__(self, batches: list[tuple[int, float]]):
+        self.batches = batches
+
+    def iter_torch_batches(self, batch_size: int):
+        import time
+
+        import torch
+
+        for n, seconds in self.batches:
+            time.sleep(seconds)
+            yield {"label": torch.zeros(n), "valid": torch.ones(n, dtype=torch.bool)}
+
+
+def test_an_epoch_of_one_batch_reports_its_whole_pass_rate_as_steady():
+    ep = bench_data._epoch(_Batches([(6, 0.01)]), 8)
+    assert ep["clips"] == 6 and ep["steady"] == ep["rate"] > 0
+
+
+def test_the_steady_rate_leaves_out_the_slow_start_of_a_pass():
+    ep = bench_data._epoch(_Batches([(8, 1.0)] + [(8, 0.005)] * 19), 8)
+    assert ep["clips"] == 160 and ep["first_batch_s"] >= 1.0
+    assert ep["steady"] > 1.5 * ep["rate"]  # ~1600 clips/s in the middle, ~145 over the whole pass

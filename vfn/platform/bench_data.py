@@ -180,8 +180,10 @@ def _epoch(ds, batch_size: int) -> dict:
         marks.append((n, time.perf_counter() - t))
     lo = next(m for m in marks if m[0] >= 0.1 * n)
     hi = next(m for m in marks if m[0] >= 0.9 * n)
-    return {"clips": n, "corrupt": bad, "rate": n / marks[-1][1], "steady": (hi[0] - lo[0]) / max(hi[1] - lo[1], 1e-9),
-            "first_batch_s": marks[0][1]}
+    rate = n / marks[-1][1]
+    # a pass of one or two batches has no middle to time: its whole-pass rate is all there is
+    steady = (hi[0] - lo[0]) / max(hi[1] - lo[1], 1e-9) if hi[0] > lo[0] else rate
+    return {"clips": n, "corrupt": bad, "rate": rate, "steady": steady, "first_batch_s": marks[0][1]}
 
 
 def tree_cpu_seconds(root: int | None = None) -> float:
