@@ -16,6 +16,7 @@ import ray
 from ray.train import DataConfig as RayDataConfig
 from ray.train import ScalingConfig as RayScalingConfig
 
+from . import ray_worker_hooks
 from .config import ConfigError, ExperimentConfig
 
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
@@ -52,20 +53,22 @@ def local_job_env(runtime_env: dict | None) -> dict:
       otherwise): it polls for nodes being drained by a cloud autoscaler, which a local instance does
       not have; each Train run would start it as one more actor process (~1.5 s of CPU before the
       first batch on 2 cores);
-    - `ray_worker_hooks.pin_state_api_address` in every worker process (see there; its own small
-      module, because every worker process of the job imports it).
+    - `ray_worker_hooks.setup_worker` in every worker process (see there; its own small module,
+      because every worker process of the job imports it).
     """
     env = dict(runtime_env or {})
     env["env_vars"] = {"MALLOC_ARENA_MAX": "2", PREEMPTION_WATCHER_ENV: os.environ.get(PREEMPTION_WATCHER_ENV, "0"),
                        **env.get("env_vars", {})}
-    env.setdefault("worker_process_setup_hook", "vfn.platform.ray_worker_hooks.pin_state_api_address")
+    env.setdefault("worker_process_setup_hook", "vfn.platform.ray_worker_hooks.setup_worker")
     return env
 
 
 def quiet_ray_data() -> None:
-    """Our progress line replaces Ray Data's per-operator bars and execution banners."""
+    """Our progress line replaces Ray Data's per-operator bars and execution banners; a harmless
+    shutdown race of its file listing prints no traceback here either (see `ray_worker_hooks`)."""
     from ray.data import DataContext
 
+    ray_worker_hooks.quiet_work_queue_shutdown_race()
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
