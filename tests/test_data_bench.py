@@ -9,7 +9,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
+
+import torch
 
 from vfn.platform import bench_data
 
@@ -79,10 +82,6 @@ class _Batches:
         self.batches = batches
 
     def iter_torch_batches(self, batch_size: int):
-        import time
-
-        import torch
-
         for n, seconds in self.batches:
             time.sleep(seconds)
             yield {"label": torch.zeros(n), "valid": torch.ones(n, dtype=torch.bool)}
