@@ -132,20 +132,25 @@ def check_device_augment(dev: torch.device, b: int = 32) -> None:
 
     import numpy as np
 
-    from vfn.platform.data.clips import apply_augment_params, draw_augment_params, slice_window
+    from vfn.platform.data.clips import apply_augment_params, draw_augment_params, landscape, slice_window
     from vfn.platform.data.device_augment import DeviceAugment
-    from vfn.platform.data.video import AugmentSpec, ClipSpec, train_window_size
+    from vfn.platform.data.video import AugmentSpec, ClipSpec, train_window_shape
 
     clip, aug = ClipSpec(num_frames=8, input_size=224), AugmentSpec()
-    side = train_window_size(clip, aug)
+    shape = train_window_shape(clip, aug)
     low = torch.rand(8, 3, 32, 43, generator=torch.Generator().manual_seed(0)) * 255  # smooth picture, no decord
     frames = torch.nn.functional.interpolate(low, size=(256, 340), mode="bicubic").clamp(0, 255).round()
     frames = frames.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()  # (T, H, W, 3), as decoded
-    params = [draw_augment_params(256, 340, clip, aug, np.random.default_rng(s)) for s in range(b)]
-    cpu = torch.stack([apply_augment_params(frames, p, clip.input_size) for p in params]).float()
-    cut = [slice_window(frames, p.box, side) for p in params]
-    windows = torch.from_numpy(np.stack([w for w, _ in cut])).to(dev)
-    vectors = torch.from_numpy(np.stack([replace(p, box=box).to_vector() for p, (_, box) in zip(params, cut)]))
+    clips = [frames if s % 2 else np.ascontiguousarray(frames.transpose(0, 2, 1, 3)) for s in range(b)]  # + portrait
+    params = [draw_augment_params(*f.shape[1:3], clip, aug, np.random.default_rng(s)) for s, f in enumerate(clips)]
+    cpu = torch.stack([apply_augment_params(f, p, clip.input_size) for f, p in zip(clips, params)]).float()
+    windows, vectors = [], []
+    for f, p in zip(clips, params):
+        upright, box, transposed = landscape(f, p.box)
+        window, box = slice_window(upright, box, shape)
+        windows.append(window)
+        vectors.append(replace(p, box=box, transposed=transposed).to_vector())
+    windows, vectors = torch.from_numpy(np.stack(windows)).to(dev), torch.from_numpy(np.stack(vectors))
     augment = DeviceAugment(clip.input_size)
     out = augment(windows, vectors)
     torch.cuda.synchronize()

@@ -14,6 +14,7 @@ mean by tens of levels.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,11 +22,13 @@ import torch
 
 from conftest import VIDEOS, tiny_experiment
 from vfn.platform.data.clips import (
+    apply_augment_params,
     apply_color,
     crop_resize,
     decode_train_clip,
     decode_train_window,
     draw_augment_params,
+    landscape,
     random_resized_box,
     resize_short_side,
     slice_window,
@@ -41,12 +44,13 @@ from vfn.platform.data.video import (
     open_video,
     read_frames,
     train_indices,
+    train_window_shape,
     train_window_size,
 )
 
 CLIP = ClipSpec(num_frames=4, input_size=112)
 AUG = AugmentSpec()
-SIDE = train_window_size(CLIP, AUG)
+SHAPE = train_window_shape(CLIP, AUG)  # (128, 171)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,10 @@ def frames(shared_dir) -> np.ndarray:
 
 
 def windows_of(frames: np.ndarray, boxes: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """What decode tasks ship for these boxes: float windows (B, T*3, C, C) and boxes in them (B, 4)."""
-    cut = [slice_window(frames, box, SIDE) for box in boxes]
+    """What decode tasks ship for these boxes: float windows (B, T*3, H, W) and boxes in them (B, 4)."""
+    cut = [slice_window(frames, box, SHAPE) for box in boxes]
     x = torch.from_numpy(np.stack([w for w, _ in cut])).float()
-    return x.reshape(len(boxes), -1, SIDE, SIDE), torch.tensor([b for _, b in cut], dtype=torch.float32)
+    return x.reshape(len(boxes), -1, *SHAPE), torch.tensor([b for _, b in cut], dtype=torch.float32)
 
 
 def cpu_crops(frames: np.ndarray, n: int) -> torch.Tensor:
@@ -70,24 +74,25 @@ def cpu_crops(frames: np.ndarray, n: int) -> torch.Tensor:
 
 
 def test_the_window_holds_every_crop_box():
-    assert train_window_size(ClipSpec(input_size=224), AugmentSpec()) == 342
+    assert train_window_shape(ClipSpec(input_size=224), AugmentSpec()) == (256, 342)
     assert train_window_size(ClipSpec(input_size=224), AugmentSpec(ratio=(0.5, 1.5))) == 512
     short = CLIP.resize_short
-    for height, width in [(short, short), (short, 340), (400, short), (short, 1000)]:
+    for height, width in [(short, short), (short, 340), (400, short), (short, 1000), (1000, short)]:
         for s in range(300):
             box = random_resized_box(height, width, CLIP, AUG, np.random.default_rng(s))
-            assert box[2] <= SIDE and box[3] <= SIDE
-            window, inside = slice_window(np.zeros((1, height, width, 3), np.uint8), box, SIDE)
-            assert window.shape == (1, 3, SIDE, SIDE) and inside[2:] == box[2:]  # never cut
-            assert 0 <= inside[0] <= SIDE - box[2] and 0 <= inside[1] <= SIDE - box[3]
+            frames, box, transposed = landscape(np.zeros((1, height, width, 3), np.uint8), box)
+            assert transposed == (height > width) and frames.shape[1] <= frames.shape[2]
+            window, inside = slice_window(frames, box, SHAPE)
+            assert window.shape == (1, 3, *SHAPE) and inside[2:] == box[2:]  # never cut
+            assert 0 <= inside[0] <= SHAPE[0] - box[2] and 0 <= inside[1] <= SHAPE[1] - box[3]
 
 
 def test_slice_window_pads_small_frames_and_keeps_the_box_content(frames):
     box = (5, 17, 100, 90)
-    window, (top, left, h, w) = slice_window(frames, box, SIDE)
+    window, (top, left, h, w) = slice_window(frames, box, SHAPE)
     assert np.array_equal(window[:, :, top:top + h, left:left + w],
                           frames[:, 5:105, 17:107].transpose(0, 3, 1, 2))
-    small, inside = slice_window(frames[:, :40, :50], (0, 0, 40, 50), SIDE)
+    small, inside = slice_window(frames[:, :40, :50], (0, 0, 40, 50), SHAPE)
     assert inside == (0, 0, 40, 50) and small[:, :, 40:].max() == 0 and small[:, :, :, 50:].max() == 0
 
 
@@ -106,6 +111,27 @@ def test_flip_is_per_clip(frames):
     assert torch.equal(out[0], out[1].flip(-1))
     cpu = crop_resize(frames, box, CLIP.input_size).flip(-1).reshape(-1, 112, 112)
     assert (out[0] - cpu.float()).abs().max() <= 1
+
+
+def test_portrait_clips_ship_transposed_and_come_back_upright(frames):
+    """Portrait frames travel transposed in the landscape window (`clips.landscape`); in a batch that
+    mixes both orientations each crop, flip and colour equals the CPU path's on the upright frames."""
+    portrait = np.ascontiguousarray(frames.transpose(0, 2, 1, 3))  # (T, 170, 128, 3)
+    aug = AugmentSpec(flip_prob=0.5, color_jitter_prob=0.8)
+    draws = [(f, draw_augment_params(*f.shape[1:3], CLIP, aug, np.random.default_rng(s)))
+             for s, f in enumerate([portrait, portrait, frames, frames] * 3)]
+    assert {p.flip for f, p in draws if f is portrait} == {True, False}
+    shipped = []
+    for f, p in draws:
+        upright, box, transposed = landscape(f, p.box)
+        window, box = slice_window(upright, box, SHAPE)
+        shipped.append((window, replace(p, box=box, transposed=transposed).to_vector()))
+    assert [bool(v[15]) for _, v in shipped] == [True, True, False, False] * 3
+    ours = DeviceAugment(CLIP.input_size)(torch.from_numpy(np.stack([w for w, _ in shipped])),
+                                          torch.from_numpy(np.stack([v for _, v in shipped])))
+    cpu = torch.stack([apply_augment_params(f, p, CLIP.input_size) for f, p in draws]).float()
+    diff = (ours - cpu).abs()
+    assert diff.mean() < 0.5 and diff.mean(dim=(1, 2, 3, 4)).max() < 1.0, diff.mean(dim=(1, 2, 3, 4))
 
 
 JITTER_ONLY = {  # one op with a real factor, the others at their identity
@@ -155,11 +181,11 @@ def cpu_draws(data: bytes, clip: ClipSpec, aug: AugmentSpec, seed: int) -> Augme
 ])
 def test_end_to_end_matches_the_cpu_path(name, size, mean_tol, clip_tol, shared_dir):
     data, clip = (VIDEOS / name).read_bytes(), ClipSpec(num_frames=4, input_size=size, sampling="dense")
-    seeds, side = range(8), train_window_size(clip, AUG)
+    seeds, shape = range(8), train_window_shape(clip, AUG)
     cpu = np.stack([decode_train_clip(data, clip, AUG, np.random.default_rng(s)) for s in seeds])
     shipped = [decode_train_window(data, clip, AUG, np.random.default_rng(s)) for s in seeds]
     for s, (window, vector) in zip(seeds, shipped):
-        assert window.shape == (4, 3, side, side) and window.dtype == np.uint8
+        assert window.shape == (4, 3, *shape) and window.dtype == np.uint8
         assert vector.shape == (PARAMS_SIZE,) and vector.dtype == np.float32
         drawn, expected = AugmentParams.from_vector(vector).color, cpu_draws(data, clip, AUG, s)
         assert (drawn.jitter, drawn.order, drawn.gray) == (expected.color.jitter, expected.color.order,
@@ -201,8 +227,8 @@ def test_parameter_rates_follow_the_augment_spec():
 
 
 def test_a_corrupt_rows_params_give_a_blank_clip():
-    params = torch.from_numpy(np.stack([AugmentParams((0.0, 0.0, SIDE, SIDE)).to_vector()] * 2))
-    out = DeviceAugment(CLIP.input_size)(torch.zeros(2, 4, 3, SIDE, SIDE, dtype=torch.uint8), params)
+    params = torch.from_numpy(np.stack([AugmentParams((0.0, 0.0, *SHAPE)).to_vector()] * 2))
+    out = DeviceAugment(CLIP.input_size)(torch.zeros(2, 4, 3, *SHAPE, dtype=torch.uint8), params)
     assert out.shape == (2, 4, 3, 112, 112) and torch.equal(out, torch.zeros_like(out))
 
 
@@ -235,9 +261,9 @@ def test_on_device_rows_and_a_train_step_on_cpu(ray_session, tiny_shards, tmp_pa
     from vfn.platform.data.pipeline import datasets_for
 
     cfg = validate(tiny_experiment(tiny_shards, tmp_path, augment={"mixup_prob": 1.0, "on_device": True}))
-    side = train_window_size(ClipSpec.from_config(cfg.data), AugmentSpec.from_config(cfg.augment))
+    shape = train_window_shape(ClipSpec.from_config(cfg.data), AugmentSpec.from_config(cfg.augment))
     batch = next(iter(datasets_for(cfg, ("train",))["train"].iter_torch_batches(batch_size=4)))
-    assert batch["video"].shape == (4, 4, 3, side, side) and batch["video"].dtype == torch.uint8
+    assert batch["video"].shape == (4, 4, 3, *shape) and batch["video"].dtype == torch.uint8
     assert batch["aug_params"].shape == (4, PARAMS_SIZE) and batch["aug_params"].dtype == torch.float32
     assert batch["valid"].all() and batch["label"].dtype == torch.int64
     step = tiny_step(cfg, DeviceAugment(cfg.data.input_size))

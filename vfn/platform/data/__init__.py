@@ -6,7 +6,7 @@ Modules (import what you need; only `pipeline.build_dataset` needs Ray):
   shards    write_shards, list_shards, count_videos, read_metadata, read_encodings, ShardReport
   transcode Encoding, transcode (seek-friendly re-encoding while packing, PyAV/libx264)
   video     ClipSpec, AugmentSpec, AugmentParams, CorruptVideoError, train_indices, eval_indices,
-            open_video, read_frames, train_window_size (specs, frame sampling, decord reading; no torch, no Ray)
+            open_video, read_frames, train_window_shape (specs, frame sampling, decord reading; no torch, no Ray)
   clips     decode_train_clip, decode_test_views, normalize, VideoMixup, draw_augment_params,
             decode_train_window (torch, no Ray)
   device_augment  DeviceAugment (on-device training augmentation, pure torch)

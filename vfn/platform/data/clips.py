@@ -38,7 +38,7 @@ from vfn.platform.data.video import (
     open_video,
     read_frames,
     train_indices,
-    train_window_size,
+    train_window_shape,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -240,24 +240,33 @@ def window_origin(start: float, length: float, extent: int, size: int) -> int:
 
 
 def slice_window(frames: np.ndarray, box: tuple[float, float, float, float],
-                 size: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """uint8 (T, H, W, 3) and a crop box -> the size x size window that holds the box, uint8
-    (T, 3, size, size), zero-padded where the frame is smaller, and the box relative to it."""
+                 shape: tuple[int, int]) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """uint8 (T, H, W, 3) and a crop box -> the (height, width) = `shape` window that holds the box,
+    uint8 (T, 3, *shape), zero-padded where the frame is smaller, and the box relative to it."""
     t, height, width, _ = frames.shape
     top, left, h, w = box
-    wy, wx = window_origin(top, h, height, size), window_origin(left, w, width, size)
-    part = frames[:, wy:wy + size, wx:wx + size]
-    out = np.zeros((t, 3, size, size), np.uint8)
+    wy, wx = window_origin(top, h, height, shape[0]), window_origin(left, w, width, shape[1])
+    part = frames[:, wy:wy + shape[0], wx:wx + shape[1]]
+    out = np.zeros((t, 3, *shape), np.uint8)
     out[:, :, :part.shape[1], :part.shape[2]] = part.transpose(0, 3, 1, 2)
     # a box longer than the window (sub-pixel rounding of a resized frame) is cut to it
     top, left = top - wy, left - wx
-    return out, (top, left, min(h, size - top), min(w, size - left))
+    return out, (top, left, min(h, shape[0] - top), min(w, shape[1] - left))
+
+
+def landscape(frames: np.ndarray, box: tuple[float, float, float, float]):
+    """(frames, box, transposed): a portrait frame (and its box) transposed, so that every clip's
+    window has the same landscape shape; a view, nothing is copied."""
+    if frames.shape[1] <= frames.shape[2]:
+        return frames, box, False
+    top, left, h, w = box
+    return frames.transpose(0, 2, 1, 3), (left, top, w, h), True
 
 
 def decode_train_window(data: bytes, clip: ClipSpec, aug: AugmentSpec, rng: np.random.Generator,
                         num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded video -> (uint8 window (T, 3, C, C), float32 AugmentParams vector with the box
-    relative to the window): the decode task's share of the on-device path. The draws are
+    """Encoded video -> (uint8 window (T, 3, *train_window_shape), float32 AugmentParams vector with
+    the box relative to the window): the decode task's share of the on-device path. The draws are
     `decode_train_clip`'s, so the same rng state gives the same clip either way (up to
     interpolation when the frame's short side is not `clip.resize_short`)."""
     vr = open_video(data, num_threads)
@@ -268,8 +277,9 @@ def decode_train_window(data: bytes, clip: ClipSpec, aug: AugmentSpec, rng: np.r
     sy, sx = frames.shape[1] / height, frames.shape[2] / width
     top, left, h, w = p.box
     box = (top * sy, left * sx, min(h * sy, frames.shape[1] - top * sy), min(w * sx, frames.shape[2] - left * sx))
-    window, box = slice_window(frames, box, train_window_size(clip, aug))
-    return window, replace(p, box=box).to_vector()
+    frames, box, transposed = landscape(frames, box)
+    window, box = slice_window(frames, box, train_window_shape(clip, aug))
+    return window, replace(p, box=box, transposed=transposed).to_vector()
 
 
 def decode_test_views(data: bytes, clip: ClipSpec, num_threads: int = 1) -> np.ndarray:

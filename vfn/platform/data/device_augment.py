@@ -3,13 +3,14 @@
 Why: crop-resize and colour jitter cost a decode task's CPU core more than the decode of the sampled
 frames does, while a GPU does them for a whole batch in about a millisecond. With
 `augment.on_device` the decode task ships each clip as a fixed-size uint8 window that holds its crop
-box (`clips.decode_train_window`) plus the parameters it drew with the CPU path's own sampler
-(`video.AugmentParams.to_vector`); `DeviceAugment` applies them to every clip of a batch at once,
-with the CPU path's semantics:
+box (`clips.decode_train_window`; portrait frames transposed, so that every window is landscape)
+plus the parameters it drew with the CPU path's own sampler (`video.AugmentParams.to_vector`);
+`DeviceAugment` applies them to every clip of a batch at once, with the CPU path's semantics:
 
 * crop + resize: the antialiased bilinear filter of torchvision's `resize` (the CPU path's), written
   as one resampling matrix per clip and axis and applied with two batched matmuls; the horizontal
-  flip is the column matrix reversed. Equal to the CPU path up to its fixed-point uint8 weights.
+  flip is the column matrix reversed (the row matrix for a transposed window, whose crop is then
+  transposed back). Equal to the CPU path up to its fixed-point uint8 weights.
 * colour: every jitter op and grayscale is a per-clip 3x3 channel matrix (contrast adds a weight of
   each frame's mean gray level). At each of the 4 positions every clip applies the op its own order
   puts there (the identity where it has no jitter), then clamps, as the CPU path does; values are
@@ -48,15 +49,21 @@ def resize_weights(start: torch.Tensor, length: torch.Tensor, in_size: int, out_
     return w / w.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
-def crop_resize_batch(x: torch.Tensor, boxes: torch.Tensor, size: int,
-                      flip: torch.Tensor | None = None) -> torch.Tensor:
+def crop_resize_batch(x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None,
+                      transposed: torch.Tensor | None = None) -> torch.Tensor:
     """float (B, N, H, W) windows and (B, 4) boxes (top, left, height, width in window pixels) ->
-    float (B, N, size, size) crops; clips with `flip` (bool (B,)) mirrored left to right."""
+    float (B, N, size, size) crops; clips with `flip` (bool (B,)) mirrored left to right. Clips
+    with `transposed` (bool (B,)) hold their frames transposed (`clips.landscape`): their crops
+    are transposed back, and their flip mirrors the window's rows."""
     rows = resize_weights(boxes[:, 0], boxes[:, 2], x.shape[-2], size)
     cols = resize_weights(boxes[:, 1], boxes[:, 3], x.shape[-1], size)
+    if transposed is None:
+        transposed = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     if flip is not None:  # output column k <- column size-1-k: the flip costs nothing here
-        cols = torch.where(flip[:, None, None], cols.flip(1), cols)
-    return rows[:, None] @ x @ cols.transpose(1, 2)[:, None]
+        rows = torch.where((flip & transposed)[:, None, None], rows.flip(1), rows)
+        cols = torch.where((flip & ~transposed)[:, None, None], cols.flip(1), cols)
+    out = rows[:, None] @ x @ cols.transpose(1, 2)[:, None]
+    return torch.where(transposed[:, None, None, None], out.transpose(-1, -2), out)
 
 
 def jitter_op(op: int, f: float) -> tuple[np.ndarray, float]:
@@ -117,14 +124,14 @@ class DeviceAugment:
         self.size = size
 
     def __call__(self, windows: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """uint8 windows (B, T, 3, C, C) and float32 params (B, PARAMS_SIZE) (host or device) ->
+        """uint8 windows (B, T, 3, H, W) and float32 params (B, PARAMS_SIZE) (host or device) ->
         float32 clips (B, T, 3, size, size) holding the CPU path's uint8 values."""
         host = params.detach().cpu().double().numpy()
         clips = [AugmentParams.from_vector(v) for v in host]
         b, t, c, h, w = windows.shape
         boxes = torch.as_tensor(host[:, :4], dtype=torch.float32).to(windows.device, non_blocking=True)
-        flip = torch.as_tensor(host[:, 4] > 0.5).to(windows.device, non_blocking=True)
+        flip, transposed = (torch.as_tensor(host[:, k] > 0.5).to(windows.device, non_blocking=True) for k in (4, 15))
         with torch.autocast(windows.device.type, enabled=False):
-            x = crop_resize_batch(windows.reshape(b, t * c, h, w).float(), boxes, self.size, flip)
+            x = crop_resize_batch(windows.reshape(b, t * c, h, w).float(), boxes, self.size, flip, transposed)
             x = x.round_().clamp_(0, 255).reshape(b, t, c, self.size, self.size)  # the CPU path's uint8 crop
             return apply_color_batch(x, clips)

@@ -17,7 +17,7 @@ With `augment_on_device` (`augment.on_device`, on by default when the training w
 the decode tasks stop short of augmenting: each training row is a fixed-size window that holds the
 clip's crop box plus the parameters drawn for it (`clips.decode_train_window`), and the training
 step crops, flips and colours the batch on its device (`device_augment.DeviceAugment`). The rows are
-~2.3x larger (342 vs 224 pixels square); the decode task saves the augmentation's CPU time.
+~1.7x larger (256 x 342 vs 224 x 224 pixels); the decode task saves the augmentation's CPU time.
 
 A video that fails to decode here yields `valid=False` and an all-zero clip of the right shape,
 so one bad file never kills a long run: the consumer skips and counts it and calls
@@ -42,7 +42,7 @@ import numpy as np
 from vfn.platform.data.guard import guard_for
 from vfn.platform.data.ledger import report_corrupt
 from vfn.platform.data.shards import list_shards, read_metadata
-from vfn.platform.data.video import AugmentParams, AugmentSpec, ClipSpec, CorruptVideoError, train_window_size
+from vfn.platform.data.video import AugmentParams, AugmentSpec, ClipSpec, CorruptVideoError, train_window_shape
 from vfn.platform.storage import is_arrow_native, resolve
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,10 @@ def decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, see
     `path`) -> decoded rows (see `build_dataset`), each video under the decode guard."""
     n = len(batch["label"])
     windowed = on_device and aug is not None  # the device augments: ship windows and drawn parameters
-    side = train_window_size(clip, aug) if windowed else clip.input_size
-    videos = np.zeros((n, clip.num_frames, 3, side, side), np.uint8)
+    shape = train_window_shape(clip, aug) if windowed else (clip.input_size, clip.input_size)
+    videos = np.zeros((n, clip.num_frames, 3, *shape), np.uint8)
     # a corrupt video's row keeps a whole-window box, so the device's resize never divides by zero
-    params = np.tile(AugmentParams((0.0, 0.0, side, side)).to_vector(), (n, 1))
+    params = np.tile(AugmentParams((0.0, 0.0, *shape)).to_vector(), (n, 1))
     valid = np.ones(n, bool)
     guard = guard_for(timeout_s)
     for i, rng in enumerate(_video_rngs(batch, seed)):
@@ -156,8 +156,8 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
     """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.
 
     train rows: video uint8 (T, 3, S, S), label int64, valid bool
-                with `augment_on_device` (and an `aug`): video uint8 (T, 3, C, C) windows that hold
-                the crop box (C = `video.train_window_size`) and aug_params float32 (PARAMS_SIZE,),
+                with `augment_on_device` (and an `aug`): video uint8 (T, 3, H, W) windows that hold
+                the crop box ((H, W) = `video.train_window_shape`) and aug_params float32 (PARAMS_SIZE,),
                 for `device_augment.DeviceAugment` on the training device
     val rows:   video uint8 (V, T, 3, S, S), label int64, index int64 (dense 0..N-1), valid bool
     `num_cpus` is reserved per decode task: on a small machine where Train workers hold CPUs,
