@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
+import pytest
 import torch
 
 from vfn.platform import bench_data
@@ -96,3 +98,39 @@ def test_the_steady_rate_leaves_out_the_slow_start_of_a_pass():
     ep = bench_data._epoch(_Batches([(8, 1.0)] + [(8, 0.005)] * 19), 8)
     assert ep["clips"] == 160 and ep["first_batch_s"] >= 1.0
     assert ep["steady"] > 1.5 * ep["rate"]  # ~1600 clips/s in the middle, ~145 over the whole pass
+
+
+def _named_process(argv0: str) -> subprocess.Popen:
+    """A sleeping process whose command line starts with `argv0` (as Ray names its workers)."""
+    return subprocess.Popen(["bash", "-c", f'exec -a "{argv0}" {sys.executable} -c "import time; time.sleep(60)"'])
+
+
+def test_processes_of_the_ray_tree_get_their_roles():
+    from vfn.platform.data.guard import DecodeGuard
+
+    named = {argv0: _named_process(argv0) for argv0 in ("ray::MapBatches(decode_train_batch)", "ray::IDLE",
+                                                        "ray::_StatsActor", "ray::DashboardAgent")}
+    try:
+        with DecodeGuard(30.0, warm=()) as guard:
+            guard.call("os:getpid")
+            time.sleep(0.5)  # exec has replaced the command lines
+            me = psutil.Process()
+            assert bench_data.process_role(me, me.pid) == "driver"
+            assert bench_data.process_role(psutil.Process(guard.pid), me.pid) == "decode_children"
+            roles = {argv0: bench_data.process_role(psutil.Process(p.pid), me.pid) for argv0, p in named.items()}
+            snapshot, child = bench_data.cpu_snapshot(), guard.pid
+    finally:
+        for p in named.values():
+            p.kill()
+            p.wait()
+    assert roles == {"ray::MapBatches(decode_train_batch)": "ray_workers", "ray::IDLE": "ray_workers",
+                     "ray::_StatsActor": "ray_system", "ray::DashboardAgent": "ray_system"}
+    assert snapshot[os.getpid()][0] == "driver" and snapshot[child][0] == "decode_children"
+    assert snapshot[named["ray::IDLE"].pid][0] == "ray_workers"
+
+
+def test_cpu_by_role_counts_what_each_process_spent_and_new_processes_whole():
+    before = {1: ("driver", 1.0), 2: ("ray_workers", 2.0), 4: ("ray_system", 9.0)}
+    after = {1: ("driver", 1.5), 2: ("ray_workers", 2.2), 3: ("decode_children", 0.3), 4: ("ray_system", 9.1)}
+    by_role = bench_data.cpu_ms_by_role(before, after, clips=100)
+    assert by_role == pytest.approx({"decode_children": 3.0, "ray_workers": 2.0, "driver": 5.0, "ray_system": 1.0})
