@@ -126,7 +126,7 @@ def test_on_device_rows_are_windows_with_parameters(ray_session, data):
     ds = build_dataset(str(d / "train"), "train", CLIP, AugmentSpec(), seed=0, augment_on_device=True)
     seen, corrupt = 0, 0
     for batch in ds.iter_torch_batches(batch_size=8):
-        assert tuple(batch["video"].shape[1:]) == (8, 3, *shape) and batch["video"].dtype == torch.uint8
+        assert tuple(batch["video"].shape[1:]) == (8, *shape, 3) and batch["video"].dtype == torch.uint8
         assert tuple(batch["aug_params"].shape[1:]) == (PARAMS_SIZE,)
         clips = DeviceAugment(CLIP.input_size)(batch["video"], batch["aug_params"])
         assert tuple(clips.shape[1:]) == (8, 3, 32, 32) and torch.isfinite(clips).all()

@@ -61,9 +61,10 @@ def frames(shared_dir) -> np.ndarray:
 
 
 def windows_of(frames: np.ndarray, boxes: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """What decode tasks ship for these boxes: float windows (B, T*3, H, W) and boxes in them (B, 4)."""
+    """What decode tasks ship for these boxes, as `crop_resize_batch` takes it: float windows
+    (B, T*3, H, W) and boxes in them (B, 4)."""
     cut = [slice_window(frames, box, SHAPE) for box in boxes]
-    x = torch.from_numpy(np.stack([w for w, _ in cut])).float()
+    x = torch.from_numpy(np.stack([w for w, _ in cut])).permute(0, 1, 4, 2, 3).float()
     return x.reshape(len(boxes), -1, *SHAPE), torch.tensor([b for _, b in cut], dtype=torch.float32)
 
 
@@ -83,17 +84,16 @@ def test_the_window_holds_every_crop_box():
             frames, box, transposed = landscape(np.zeros((1, height, width, 3), np.uint8), box)
             assert transposed == (height > width) and frames.shape[1] <= frames.shape[2]
             window, inside = slice_window(frames, box, SHAPE)
-            assert window.shape == (1, 3, *SHAPE) and inside[2:] == box[2:]  # never cut
+            assert window.shape == (1, *SHAPE, 3) and inside[2:] == box[2:]  # never cut
             assert 0 <= inside[0] <= SHAPE[0] - box[2] and 0 <= inside[1] <= SHAPE[1] - box[3]
 
 
 def test_slice_window_pads_small_frames_and_keeps_the_box_content(frames):
     box = (5, 17, 100, 90)
     window, (top, left, h, w) = slice_window(frames, box, SHAPE)
-    assert np.array_equal(window[:, :, top:top + h, left:left + w],
-                          frames[:, 5:105, 17:107].transpose(0, 3, 1, 2))
+    assert np.array_equal(window[:, top:top + h, left:left + w], frames[:, 5:105, 17:107])
     small, inside = slice_window(frames[:, :40, :50], (0, 0, 40, 50), SHAPE)
-    assert inside == (0, 0, 40, 50) and small[:, :, 40:].max() == 0 and small[:, :, :, 50:].max() == 0
+    assert inside == (0, 0, 40, 50) and small[:, 40:].max() == 0 and small[:, :, 50:].max() == 0
 
 
 def test_crop_resize_matches_the_cpu_resize(frames):
@@ -185,7 +185,7 @@ def test_end_to_end_matches_the_cpu_path(name, size, mean_tol, clip_tol, shared_
     cpu = np.stack([decode_train_clip(data, clip, AUG, np.random.default_rng(s)) for s in seeds])
     shipped = [decode_train_window(data, clip, AUG, np.random.default_rng(s)) for s in seeds]
     for s, (window, vector) in zip(seeds, shipped):
-        assert window.shape == (4, 3, *shape) and window.dtype == np.uint8
+        assert window.shape == (4, *shape, 3) and window.dtype == np.uint8
         assert vector.shape == (PARAMS_SIZE,) and vector.dtype == np.float32
         drawn, expected = AugmentParams.from_vector(vector).color, cpu_draws(data, clip, AUG, s)
         assert (drawn.jitter, drawn.order, drawn.gray) == (expected.color.jitter, expected.color.order,
@@ -228,7 +228,7 @@ def test_parameter_rates_follow_the_augment_spec():
 
 def test_a_corrupt_rows_params_give_a_blank_clip():
     params = torch.from_numpy(np.stack([AugmentParams((0.0, 0.0, *SHAPE)).to_vector()] * 2))
-    out = DeviceAugment(CLIP.input_size)(torch.zeros(2, 4, 3, *SHAPE, dtype=torch.uint8), params)
+    out = DeviceAugment(CLIP.input_size)(torch.zeros(2, 4, *SHAPE, 3, dtype=torch.uint8), params)
     assert out.shape == (2, 4, 3, 112, 112) and torch.equal(out, torch.zeros_like(out))
 
 
@@ -263,7 +263,7 @@ def test_on_device_rows_and_a_train_step_on_cpu(ray_session, tiny_shards, tmp_pa
     cfg = validate(tiny_experiment(tiny_shards, tmp_path, augment={"mixup_prob": 1.0, "on_device": True}))
     shape = train_window_shape(ClipSpec.from_config(cfg.data), AugmentSpec.from_config(cfg.augment))
     batch = next(iter(datasets_for(cfg, ("train",))["train"].iter_torch_batches(batch_size=4)))
-    assert batch["video"].shape == (4, 4, 3, *shape) and batch["video"].dtype == torch.uint8
+    assert batch["video"].shape == (4, 4, *shape, 3) and batch["video"].dtype == torch.uint8
     assert batch["aug_params"].shape == (4, PARAMS_SIZE) and batch["aug_params"].dtype == torch.float32
     assert batch["valid"].all() and batch["label"].dtype == torch.int64
     step = tiny_step(cfg, DeviceAugment(cfg.data.input_size))

