@@ -2,8 +2,8 @@
 
 For the original bytes (`vfn data shard --keep-original`) and the re-encoded, seek-friendly shards
 (`vfn data shard`'s default: short side 256, a keyframe every 8 frames), in one run:
-  * the raw decord bound: decode exactly the frames a clip samples, nothing else, on `--cpus` processes,
-    over the rows of the large dataset (those the pipeline is timed on);
+  * the raw decord bound: read the large dataset's shards (those the pipeline is timed on) and decode
+    exactly the frames a clip samples, nothing else, on `--cpus` processes;
   * decode + augment on the CPU (the pure functions, the same processes);
   * the full Ray Data pipeline as a GPU worker gets it (`augment.on_device`: decode tasks decode
     and cut the crop window; augmentation runs on the device), its ratio to the raw bound, and the
@@ -128,21 +128,32 @@ class PeakMemory:
 # ---------------------------------------------------------------- the measurements
 
 
-def _raw_decord(datas: list[bytes], frames: int, seed: int = 0) -> float:
-    """Decode exactly the frames a training clip samples (segment sampling), nothing else."""
+def _rows(files: list[str]):
+    """The encoded videos of these shard files, read one file at a time, as a loader without Ray
+    reads them: each video is decoded right after it is read, while its bytes are in the cache."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        yield from pq.read_table(f, columns=["video"]).column("video").to_pylist()
+
+
+def _raw_decord(files: list[str], frames: int, seed: int = 0) -> float:
+    """Read the shards and decode exactly the frames a training clip samples (segment sampling),
+    nothing else: clips/s of this process."""
     import numpy as np
 
     from vfn.platform.data.video import ClipSpec, open_video, read_frames, train_indices
 
-    clip, rng = ClipSpec(num_frames=frames), np.random.default_rng(seed)
+    clip, rng, n = ClipSpec(num_frames=frames), np.random.default_rng(seed), 0
     t = time.perf_counter()
-    for d in datas:
+    for d in _rows(files):
         vr = open_video(d)
         read_frames(vr, train_indices(len(vr), clip, rng))
-    return len(datas) / (time.perf_counter() - t)
+        n += 1
+    return n / (time.perf_counter() - t)
 
 
-def _decode_augment(datas: list[bytes], frames: int, size: int, seed: int = 0) -> float:
+def _decode_augment(files: list[str], frames: int, size: int, seed: int = 0) -> float:
     import numpy as np
     import torch
 
@@ -151,21 +162,22 @@ def _decode_augment(datas: list[bytes], frames: int, size: int, seed: int = 0) -
 
     torch.set_num_threads(1)  # one process per CPU, as Ray's decode tasks run (more threads oversubscribe)
     clip, aug, rng = ClipSpec(num_frames=frames, input_size=size), AugmentSpec(), np.random.default_rng(seed)
-    t = time.perf_counter()
-    for d in datas:
+    n, t = 0, time.perf_counter()
+    for d in _rows(files):
         decode_train_clip(d, clip, aug, rng)
-    return len(datas) / (time.perf_counter() - t)
+        n += 1
+    return n / (time.perf_counter() - t)
 
 
-def _parallel(fn, datas, procs: int, *args, repeats: int = 2) -> float:
-    """Throughput of `fn` split over `procs` processes (the bound with the same CPUs as Ray gets),
-    best of `repeats`. Each process times its own loop (handing it the encoded videos is not
-    counted) and the rates add up: the ideal of every process busy throughout."""
+def _parallel(fn, files: list[str], procs: int, *args, repeats: int = 2) -> float:
+    """Throughput of `fn` over the shard files split between `procs` processes (the bound with the
+    same CPUs as Ray gets), best of `repeats`. Each process times its own loop and the rates add
+    up: the ideal of every process busy throughout."""
     from vfn.platform.data.shards import process_pool
 
-    chunks = [datas[i::procs] for i in range(procs)]
+    chunks = [files[i::procs] for i in range(procs)]
     with process_pool(procs) as pool:
-        list(pool.map(fn, [c[:2] for c in chunks], *[[a] * procs for a in args]))  # warm the workers
+        list(pool.map(fn, [c[:1] for c in chunks], *[[a] * procs for a in args]))  # warm the workers
         return max(sum(pool.map(fn, chunks, *[[a] * procs for a in args])) for _ in range(repeats))
 
 
@@ -262,21 +274,12 @@ def make_shards(work: Path, vdir: Path, sizes: dict[str, int], encoding, shard_m
     return out
 
 
-def stored_videos(shards: str, n: int) -> list[bytes]:
-    import pyarrow.parquet as pq
-
-    from vfn.platform.data.shards import list_shards
-
-    datas = [v for f in list_shards(shards) for v in pq.read_table(f, columns=["video"]).column("video").to_pylist()]
-    return datas[:n]
-
-
-def cpu_bounds(datas: list[bytes], args) -> dict:
-    """Raw decord and decode + augment over the rows the pipeline is timed on, best of 2 passes as
+def cpu_bounds(files: list[str], args) -> dict:
+    """Raw decord and decode + augment over the shards the pipeline is timed on, best of 2 passes as
     the pipeline's (a busy neighbour should not drag either side down)."""
-    _raw_decord(datas[:3], args.frames), _decode_augment(datas[:3], args.frames, args.input_size)  # warm-up
-    return {"raw_bound_clips_per_s": _parallel(_raw_decord, datas, args.cpus, args.frames),
-            "decode_augment_clips_per_s": _parallel(_decode_augment, datas, args.cpus, args.frames, args.input_size)}
+    _raw_decord(files[:1], args.frames), _decode_augment(files[:1], args.frames, args.input_size)  # warm-up
+    return {"raw_bound_clips_per_s": _parallel(_raw_decord, files, args.cpus, args.frames),
+            "decode_augment_clips_per_s": _parallel(_decode_augment, files, args.cpus, args.frames, args.input_size)}
 
 
 def pipeline_figures(shards: dict, args) -> dict:
@@ -313,8 +316,10 @@ def pipeline_figures(shards: dict, args) -> dict:
 def measure(label: str, work: Path, vdir: Path, sizes: dict, encoding, args) -> dict:
     import ray
 
+    from vfn.platform.data.shards import list_shards
+
     shards = make_shards(work / label, vdir, sizes, encoding, args.shard_mb)
-    fig = cpu_bounds(stored_videos(shards["large"], args.videos * args.scale), args)
+    fig = cpu_bounds(list_shards(shards["large"]), args)
     start_ray(args.cpus)
     try:
         fig.update(pipeline_figures(shards, args))
