@@ -134,3 +134,16 @@ def test_cpu_by_role_counts_what_each_process_spent_and_new_processes_whole():
     after = {1: ("driver", 1.5), 2: ("ray_workers", 2.2), 3: ("decode_children", 0.3), 4: ("ray_system", 9.1)}
     by_role = bench_data.cpu_ms_by_role(before, after, clips=100)
     assert by_role == pytest.approx({"decode_children": 3.0, "ray_workers": 2.0, "driver": 5.0, "ray_system": 1.0})
+
+
+def test_the_bound_decodes_every_video_of_every_shard_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = []
+    for k, videos in enumerate([[b"a", b"b", b"c"], [b"d"]]):
+        files.append(str(tmp_path / f"shard-{k}.parquet"))
+        pq.write_table(pa.table({"video": videos, "label": list(range(len(videos)))}), files[-1])
+    seen = []
+    rate = bench_data._timed_per_file(files, seen.append)
+    assert seen == [b"a", b"b", b"c", b"d"] and rate > 0

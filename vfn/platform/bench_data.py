@@ -2,8 +2,9 @@
 
 For the original bytes (`vfn data shard --keep-original`) and the re-encoded, seek-friendly shards
 (`vfn data shard`'s default: short side 256, a keyframe every 8 frames), in one run:
-  * the raw decord bound: read the large dataset's shards (those the pipeline is timed on) and decode
-    exactly the frames a clip samples, nothing else, on `--cpus` processes;
+  * the raw decord bound: decode exactly the frames a clip samples, nothing else, on `--cpus`
+    processes, for the large dataset's videos (those the pipeline is timed on), each file's videos
+    right after it is read (the reads are not timed);
   * decode + augment on the CPU (the pure functions, the same processes);
   * the full Ray Data pipeline as a GPU worker gets it (`augment.on_device`: decode tasks decode
     and cut the crop window; augmentation runs on the device), its ratio to the raw bound, and the
@@ -128,29 +129,41 @@ class PeakMemory:
 # ---------------------------------------------------------------- the measurements
 
 
-def _rows(files: list[str]):
-    """The encoded videos of these shard files, read one file at a time, as a loader without Ray
-    reads them: each video is decoded right after it is read, while its bytes are in the cache."""
+def _files_rows(files: list[str]):
+    """Each shard file's encoded videos, read one file at a time, as a loader without Ray reads them."""
     import pyarrow.parquet as pq
 
     for f in files:
-        yield from pq.read_table(f, columns=["video"]).column("video").to_pylist()
+        yield pq.read_table(f, columns=["video"], use_threads=False).column("video").to_pylist()
+
+
+def _timed_per_file(files: list[str], decode) -> float:
+    """clips/s of `decode(video)` over the shards, timing only the decodes: each file's videos are
+    decoded right after it is read (their bytes still in the cache, as in a decode task), and the
+    read itself is left out, so the bound is decoding and nothing else."""
+    n, spent = 0, 0.0
+    for videos in _files_rows(files):
+        t = time.perf_counter()
+        for v in videos:
+            decode(v)
+        spent += time.perf_counter() - t
+        n += len(videos)
+    return n / spent
 
 
 def _raw_decord(files: list[str], frames: int, seed: int = 0) -> float:
-    """Read the shards and decode exactly the frames a training clip samples (segment sampling),
-    nothing else: clips/s of this process."""
+    """Decode exactly the frames a training clip samples (segment sampling), nothing else."""
     import numpy as np
 
     from vfn.platform.data.video import ClipSpec, open_video, read_frames, train_indices
 
-    clip, rng, n = ClipSpec(num_frames=frames), np.random.default_rng(seed), 0
-    t = time.perf_counter()
-    for d in _rows(files):
-        vr = open_video(d)
+    clip, rng = ClipSpec(num_frames=frames), np.random.default_rng(seed)
+
+    def decode(data: bytes) -> None:
+        vr = open_video(data)
         read_frames(vr, train_indices(len(vr), clip, rng))
-        n += 1
-    return n / (time.perf_counter() - t)
+
+    return _timed_per_file(files, decode)
 
 
 def _decode_augment(files: list[str], frames: int, size: int, seed: int = 0) -> float:
@@ -162,11 +175,7 @@ def _decode_augment(files: list[str], frames: int, size: int, seed: int = 0) -> 
 
     torch.set_num_threads(1)  # one process per CPU, as Ray's decode tasks run (more threads oversubscribe)
     clip, aug, rng = ClipSpec(num_frames=frames, input_size=size), AugmentSpec(), np.random.default_rng(seed)
-    n, t = 0, time.perf_counter()
-    for d in _rows(files):
-        decode_train_clip(d, clip, aug, rng)
-        n += 1
-    return n / (time.perf_counter() - t)
+    return _timed_per_file(files, lambda data: decode_train_clip(data, clip, aug, rng))
 
 
 def _parallel(fn, files: list[str], procs: int, *args, repeats: int = 2) -> float:
