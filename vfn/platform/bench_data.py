@@ -286,7 +286,6 @@ def make_shards(work: Path, vdir: Path, sizes: dict[str, int], encoding, shard_m
 def cpu_bounds(files: list[str], args) -> dict:
     """Raw decord and decode + augment over the shards the pipeline is timed on, best of 2 passes as
     the pipeline's (a busy neighbour should not drag either side down)."""
-    _raw_decord(files[:1], args.frames), _decode_augment(files[:1], args.frames, args.input_size)  # warm-up
     return {"raw_bound_clips_per_s": _parallel(_raw_decord, files, args.cpus, args.frames),
             "decode_augment_clips_per_s": _parallel(_decode_augment, files, args.cpus, args.frames, args.input_size)}
 
@@ -304,13 +303,14 @@ def pipeline_figures(shards: dict, args) -> dict:
 
     clip = ClipSpec(num_frames=args.frames, input_size=args.input_size)
     out, timed = {}, []
-    for name, sampled in (("large", False), ("small", True), ("large", True), ("large", False), ("large", False)):
+    passes = [("large", "warm-up"), ("small", "memory"), ("large", "memory"), ("large", "timed"), ("large", "timed")]
+    for name, kind in passes:
         ds = build_dataset(shards[name], "train", clip, AugmentSpec(), augment_on_device=True)
-        if sampled:
+        if kind == "memory":
             with PeakMemory() as mem:
                 _epoch(ds, args.batch_size)
             out[f"peak_mb_{name}"], out[f"peak_procs_{name}"] = mem.peak, mem.procs
-        elif out:  # after the memory passes
+        elif kind == "timed":
             before = cpu_snapshot()
             ep = _epoch(ds, args.batch_size)
             timed.append((ep, cpu_ms_by_role(before, cpu_snapshot(), ep["clips"])))

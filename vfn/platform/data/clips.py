@@ -256,7 +256,8 @@ def slice_window(frames: np.ndarray, box: tuple[float, float, float, float],
     return out, (top, left, min(h, shape[0] - top), min(w, shape[1] - left))
 
 
-def landscape(frames: np.ndarray, box: tuple[float, float, float, float]):
+def landscape(frames: np.ndarray, box: tuple[float, float, float, float]
+              ) -> tuple[np.ndarray, tuple[float, float, float, float], bool]:
     """(frames, box, transposed): a portrait frame (and its box) transposed, so that every clip's
     window has the same landscape shape; a view, nothing is copied."""
     if frames.shape[1] <= frames.shape[2]:

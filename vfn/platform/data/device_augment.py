@@ -131,7 +131,8 @@ class DeviceAugment:
         clips = [AugmentParams.from_vector(v) for v in host]
         b, t, h, w, c = windows.shape
         boxes = torch.as_tensor(host[:, :4], dtype=torch.float32).to(windows.device, non_blocking=True)
-        flip, transposed = (torch.as_tensor(host[:, k] > 0.5).to(windows.device, non_blocking=True) for k in (4, 15))
+        flip, transposed = (torch.tensor([getattr(p, k) for p in clips]).to(windows.device, non_blocking=True)
+                            for k in ("flip", "transposed"))
         with torch.autocast(windows.device.type, enabled=False):
             planes = windows.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w)  # one uint8 copy on the device
             x = crop_resize_batch(planes.float(), boxes, self.size, flip, transposed)
