@@ -7,7 +7,15 @@ import pytest
 
 from vfn.platform.data.clips import decode_test_views
 from vfn.platform.data.manifest import read_label_names, read_manifest
-from vfn.platform.data.synth import class_names, encode_mp4, make_synthetic_dataset, render_video
+from vfn.platform.data.synth import (
+    IMAGE_CLASSES,
+    SHAPES,
+    class_names,
+    encode_mp4,
+    make_synthetic_dataset,
+    render_image,
+    render_video,
+)
 from vfn.platform.data.video import ClipSpec, open_video, read_frames
 
 
@@ -49,6 +57,27 @@ def test_styles_differ_in_clutter_and_motion():
     assert all(not np.array_equal(simple[i], simple[i + 1]) for i in range(len(simple) - 1))
     with pytest.raises(ValueError, match="unknown synthetic style"):
         render_video(0, rng(), style="busy")
+
+
+def test_image_labels_name_the_shape_and_the_quadrant_of_the_object():
+    """`render_image` (the frames `vfn pretrain` trains on): in the `simple` look (one bright object
+    on a plain dark background) the object's pixels sit in the labelled quadrant, and every class
+    occurs."""
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(400):
+        frame, label = render_image(rng, 32, "simple")
+        ys, xs = np.nonzero(frame.max(axis=2) >= 170)
+        row, col = divmod(label % 4, 2)
+        # the label goes by the polygon's centre, a little off its pixels' centroid
+        for centroid, side in ((ys.mean(), row), (xs.mean(), col)):
+            assert abs(centroid - 16) < 2 or (centroid >= 16) == bool(side), (label, centroid)
+        seen.add(label)
+    assert seen == set(range(len(IMAGE_CLASSES))) and len(IMAGE_CLASSES) == 4 * len(SHAPES)
+    assert IMAGE_CLASSES[label].startswith(list(SHAPES)[label // 4])
+    # the cluttered look: a gradient background with distractors, as the videos have
+    frame, _ = render_image(np.random.default_rng(1), 32, "cluttered")
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 50
 
 
 def test_dataset_files_manifests_and_decoding(tmp_path):
