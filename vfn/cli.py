@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vfn.platform.commands.train", "train from an experiment YAML with Ray Train"),
     "eval": ("vfn.platform.commands.evaluate", "multi-view evaluation of a checkpoint or run"),
     "predict": ("vfn.platform.commands.predict", "top-5 classes for one video file"),
+    "pretrain": ("vfn.platform.commands.pretrain", "pre-train the image FocalNet to inflate, on synthetic frames"),
     "sweep": ("vfn.platform.commands.sweep", "Ray Tune sweep from a sweep YAML"),
     "ablate": ("vfn.platform.commands.ablate", "sweep reported as an ablation table"),
     "compare": ("vfn.platform.commands.compare", "compare MLflow runs side by side"),
