@@ -46,6 +46,29 @@ scheduler: {type: asha, grace_period: 1}
     assert spec.row_keys == ["model.design", "model.focal_levels", "optim.lr"]
 
 
+def test_relative_paths_in_the_spec_resolve_where_the_command_runs(tmp_path, monkeypatch):
+    """The trials run in Ray's own working directories: a relative path left as written would point
+    nowhere there (found when an ablation's model.pretrained failed in every trial)."""
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "base: base.yaml\n"
+                           "overrides: {data.train: run/shards/train, model.pretrained: run/image.pth}\n"
+                           "space: {model.design: {grid: [parallel]}}\n")
+    _, base = load_sweep(path)
+    assert base.data.train == str(tmp_path / "run" / "shards" / "train")
+    assert base.model.pretrained == str(tmp_path / "run" / "image.pth")
+
+
+def test_a_sweep_whose_inputs_are_missing_stops_before_ray(tmp_path, monkeypatch, capsys):
+    from vfn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "base: base.yaml\noverrides: {data.train: nowhere}\n"
+                           "space: {model.design: {grid: [parallel]}}\n")
+    assert main(["ablate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vfn ablate: data.train: cannot read shards at") and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("text, message", [
     ("base: base.yaml\nspace: {model.desing: {grid: [parallel]}}\n",
      "unknown key 'model.desing' (did you mean 'model.design'?)"),

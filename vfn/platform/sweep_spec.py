@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import ConfigError, ExperimentConfig, load_config, set_dotted
+from .config import ConfigError, ExperimentConfig, absolutize, load_config, set_dotted
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -145,7 +145,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Sw
     if spec.name is None:
         spec.name = path.stem
     base = load_config(path.parent / spec.base, overrides)
-    base = base.with_overrides(spec.overrides) if spec.overrides else base
+    # relative paths in the spec's overrides resolve against the working directory, as on the command line
+    base = absolutize(base.with_overrides(spec.overrides)) if spec.overrides else base
     for key in (*spec.space, *spec.row_keys):  # names only; values are the trials' business
         if key == "seed":
             continue

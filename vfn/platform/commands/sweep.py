@@ -24,9 +24,11 @@ def run(args: argparse.Namespace, kind: str = KIND) -> int:
     from vfn.platform.config import ConfigError
     from vfn.platform.sweep import run_sweep
     from vfn.platform.sweep_spec import load_sweep
+    from vfn.platform.train import make_plan
 
     try:
         spec, base = load_sweep(args.spec, args.overrides)
+        make_plan(base)  # the shards and weights every trial reads exist and give full batches
     except ConfigError as e:  # before Ray starts
         print(f"vfn {kind}: {e}", file=sys.stderr)
         return 2
