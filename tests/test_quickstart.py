@@ -65,3 +65,22 @@ def test_untrained_sense_of_frame_order_by_init(tmp_path):
 
     assert order_sensitivity("xavier", "released") > 100 * order_sensitivity("released", "released")
     assert cfg.model.temporal_init == "identity" and order_sensitivity("xavier", "identity") < 1e-5
+
+
+def test_the_cluttered_style_starts_from_image_weights_pretrained_on_its_frames(tmp_path, monkeypatch):
+    """`vfn quickstart --style cluttered`: from scratch nothing learns that style at this scale, so the
+    quickstart first pre-trains the image FocalNet it inflates from (here shortened)."""
+    import functools
+
+    import torch
+
+    from vfn.platform import image_pretrain
+    from vfn.platform.step import build_model
+
+    assert quickstart.SYNTH_STYLE == "simple" and "cluttered" in quickstart.SYNTH_STYLES
+    monkeypatch.setattr(image_pretrain, "pretrain_image_focalnet",
+                        functools.partial(image_pretrain.pretrain_image_focalnet, images=100, steps=1))
+    cfg = quickstart.pretrained_start(build_config(tmp_path, tmp_path / "data"), tmp_path / "data" / "image.pth")
+    assert cfg.model.pretrained == str(tmp_path / "data" / "image.pth")
+    assert torch.load(cfg.model.pretrained, weights_only=True)["pretrain"]["style"] == "cluttered"
+    build_model(cfg)  # inflates
