@@ -65,6 +65,7 @@ RECIPES = {
 EXEMPT = {
     "quickstart.yaml",
     "ablations/design_synthetic.yaml",
+    "ablations/design_cluttered.yaml",
     "ablations/focal_levels_synthetic.yaml",
     "ablations/focal_windows_synthetic.yaml",
     "sweeps/quickstart_lr_asha.yaml",
