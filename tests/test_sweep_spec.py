@@ -58,6 +58,13 @@ def test_relative_paths_in_the_spec_resolve_where_the_command_runs(tmp_path, mon
     assert base.model.pretrained == str(tmp_path / "run" / "image.pth")
 
 
+def test_command_line_overrides_win_over_the_spec(tmp_path):
+    path = write(tmp_path, "base: base.yaml\noverrides: {optim.epochs: 3, optim.warmup_epochs: 1, optim.lr: 0.01}\n"
+                           "space: {model.design: {grid: [parallel]}}\n")
+    _, base = load_sweep(path, ["optim.epochs=5"])
+    assert base.optim.epochs == 5 and base.optim.lr == 0.01
+
+
 def test_a_sweep_whose_inputs_are_missing_stops_before_ray(tmp_path, monkeypatch, capsys):
     from vfn.cli import main
 

@@ -144,9 +144,11 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Sw
         raise ConfigError(f"{path.name}: {loc}: {err['msg'].removeprefix('Value error, ')}") from None
     if spec.name is None:
         spec.name = path.stem
-    base = load_config(path.parent / spec.base, overrides)
-    # relative paths in the spec's overrides resolve against the working directory, as on the command line
-    base = absolutize(base.with_overrides(spec.overrides)) if spec.overrides else base
+    base = load_config(path.parent / spec.base)
+    # the command line's overrides win over the spec's; relative paths in either resolve against the
+    # working directory (the trials run in Ray's own)
+    for layer in (spec.overrides, overrides):
+        base = absolutize(base.with_overrides(layer)) if layer else base
     for key in (*spec.space, *spec.row_keys):  # names only; values are the trials' business
         if key == "seed":
             continue
