@@ -13,6 +13,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vfn.platform.config import ExperimentConfig
 
 # The recipe behind `vfn quickstart` has one source, the experiment file (read from the source tree the
 # package is installed from, editable). Tuned for a 2-core CPU machine: a small model on 32x32 clips of
@@ -52,7 +56,7 @@ def build_config(workdir: Path, data_dir: Path, overrides: list[str] | None = No
     return cfg.with_overrides(overrides) if overrides else cfg
 
 
-def pretrained_start(cfg, weights: Path):
+def pretrained_start(cfg: ExperimentConfig, weights: Path) -> ExperimentConfig:
     """`cfg` starting from an image FocalNet pre-trained on `cluttered` frames (written to `weights`)."""
     from vfn.platform.image_pretrain import pretrain_image_focalnet
 
