@@ -20,6 +20,7 @@ from vfn.platform.data.shards import (
     list_shards,
     read_encodings,
     read_metadata,
+    shard_quality,
     write_shards,
 )
 from vfn.platform.data.transcode import Encoding
@@ -146,6 +147,11 @@ def test_default_packing_re_encodes_and_keeps_the_source_metadata(tmp_path, shar
                                                                                              "h264", "mpeg4")
     assert avi["num_bytes"] == len(avi["video"]) != avi["source_bytes"] == (VIDEOS / "short_test.avi").stat().st_size
     assert abs(avi["fps"] - 25) < 0.1 and abs(avi["source_fps"] - 25) < 0.1
+    for row in rows.values():  # what the re-encode lost, measured against the source
+        assert 30 < row["psnr_min"] <= row["psnr"] < 60, row["path"]
+    quality = shard_quality(read_metadata(str(out)))
+    assert quality["videos"] == 3
+    assert quality["psnr_worst_video"] == pytest.approx(min(r["psnr"] for r in rows.values()))
     (encoding,) = read_encodings(str(out))
     assert encoding["transcoded"] and encoding["short_side"] == 256 and encoding["keyframe_interval"] == 8
     assert encoding["codec"] == "h264" and encoding["pix_fmt"] == "yuv420p" and encoding["pyav"] and encoding["ffmpeg"]
@@ -157,6 +163,19 @@ def test_default_packing_re_encodes_and_keeps_the_source_metadata(tmp_path, shar
     for other in (Encoding(short_side=0), Encoding(keyframe_interval=16), None):
         with pytest.raises(ValueError, match="different manifest, shard size or encoding"):
             write_shards(str(small_manifest(tmp_path)), str(out), root=str(VIDEOS), progress=False, encoding=other)
+
+
+def test_a_re_encode_below_the_psnr_floor_is_rejected_with_its_figure(tmp_path, shared_dir):
+    manifest = small_manifest(tmp_path, names=("one_second.mp4", "short_test.avi"))
+    report = write_shards(str(manifest), str(tmp_path / "strict"), root=str(VIDEOS), num_workers=1, progress=False,
+                          encoding=Encoding(crf=40, min_psnr=36))
+    reasons = {path: reason for path, _, _, reason in report.rejected}
+    assert report.videos + len(reasons) == 2 and reasons, "crf 40 keeps these clips above 36 dB?"
+    assert all("re-encode too lossy: PSNR" in r and "below the floor of 36 dB" in r for r in reasons.values())
+    original = write_shards(str(manifest), str(tmp_path / "orig"), root=str(VIDEOS), num_workers=1, progress=False,
+                            encoding=None)
+    assert read_metadata(original.out).column("psnr").to_pylist() == [None, None]  # nothing was re-encoded
+    assert shard_quality(read_metadata(original.out)) is None
 
 
 def test_metadata_of_shards_without_source_columns(tmp_path):

@@ -7,7 +7,10 @@ import os
 import sys
 from collections import Counter
 
-from vfn.platform.data.transcode import DEFAULT_KEYFRAME_INTERVAL, DEFAULT_SHORT_SIDE
+from vfn.platform.data.transcode import PRESETS, TUNES, Encoding
+
+DEFAULT = Encoding()
+ENCODING_FLAGS = ("short_side", "keyframe_interval", "crf", "preset", "tune", "chroma_qp_offset", "min_psnr")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,17 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--workers", type=int, default=2, help="encoding processes")
-    p.add_argument("--style", choices=["cluttered", "simple"], default="cluttered",
+    p.add_argument("--style", choices=["cluttered", "simple", "simple-any"], default="cluttered",
                    help="cluttered: gradient background, distractors, small objects, random motion start/stop; "
-                        "simple: plain background, larger objects, motion over the whole clip")
+                        "simple: bright objects on a plain dark background, larger, moving over the whole clip; "
+                        "simple-any: simple in any colours")
 
     p = sub.add_parser("shard", help="pack the videos of a manifest into Parquet shards",
                        description="Pack videos into Parquet shards (bytes + label + probed metadata). By default "
-                                   "each video is re-encoded for fast seeking: H.264 yuv420p, short side 256 "
-                                   "(never upscaled), a keyframe every 8 frames, constant frame rate (every frame "
-                                   "kept), rotation applied, audio dropped (libx264 preset veryfast, tune "
-                                   "fastdecode, crf 23). Undecodable videos go to rejected.csv; re-running with "
-                                   "the same settings skips finished shards.")
+                                   f"each video is re-encoded for fast seeking: H.264 {DEFAULT.pix_fmt}, short side "
+                                   f"{DEFAULT.short_side} (never upscaled), a keyframe every "
+                                   f"{DEFAULT.keyframe_interval} frames, constant frame rate (every frame kept), "
+                                   f"rotation applied, audio dropped (libx264 preset {DEFAULT.preset}, tune "
+                                   f"{DEFAULT.tune or 'none'}, crf {DEFAULT.crf}). Each re-encode's PSNR against its "
+                                   "source is stored and shown by `vfn data info`; `vfn bench encoding` measures "
+                                   "what an encoding costs in accuracy. Undecodable videos go to rejected.csv; "
+                                   "re-running with the same settings skips finished shards.")
     p.add_argument("manifest", help="path,label CSV, 'path label' text, or Parquet with path/label columns")
     p.add_argument("--root", default=None, help="directory the manifest's paths are relative to")
     p.add_argument("--out", required=True, help="shard directory (local path or pyarrow filesystem URI)")
@@ -46,10 +53,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="local probing/re-encoding processes (default: CPU count, max 8)")
     p.add_argument("--short-side", type=int, default=None,
-                   help=f"re-encode with this short side (default {DEFAULT_SHORT_SIDE}; never upscales; "
+                   help=f"re-encode with this short side (default {DEFAULT.short_side}; never upscales; "
                         "0 keeps the resolution)")
     p.add_argument("--keyframe-interval", type=int, default=None,
-                   help=f"re-encode with a keyframe every N frames (default {DEFAULT_KEYFRAME_INTERVAL})")
+                   help=f"re-encode with a keyframe every N frames (default {DEFAULT.keyframe_interval})")
+    p.add_argument("--crf", type=int, default=None,
+                   help=f"re-encode at this x264 constant rate factor (default {DEFAULT.crf}; lower keeps more)")
+    p.add_argument("--preset", default=None, choices=PRESETS, help=f"x264 preset (default {DEFAULT.preset})")
+    p.add_argument("--tune", default=None, choices=[t or "none" for t in TUNES],
+                   help=f"x264 tune (default {DEFAULT.tune or 'none'})")
+    p.add_argument("--chroma-qp-offset", type=int, default=None,
+                   help=f"x264 chroma QP offset, -12..12 (default {DEFAULT.chroma_qp_offset}: colour planes finer "
+                        "than luma, so that objects that differ mostly in colour keep moving)")
+    p.add_argument("--min-psnr", type=float, default=None,
+                   help=f"reject a video whose re-encode's PSNR against the source is below this many dB "
+                        f"(default {DEFAULT.min_psnr:g}; 0 keeps every video)")
     p.add_argument("--keep-original", action="store_true",
                    help="store the source bytes unchanged (no re-encoding)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
@@ -92,17 +110,17 @@ def _synth(args) -> int:
     return 0
 
 
-def _encoding(args):
-    """The Encoding the flags ask for, None with --keep-original."""
-    from vfn.platform.data.transcode import Encoding
-
+def _encoding(args) -> Encoding | None:
+    """The Encoding the flags ask for (the defaults for the others), None with --keep-original."""
+    given = {name: getattr(args, name) for name in ENCODING_FLAGS if getattr(args, name) is not None}
     if args.keep_original:
-        if args.short_side is not None or args.keyframe_interval is not None:
-            raise ValueError("--keep-original stores the source bytes: --short-side and --keyframe-interval "
-                             "do not apply")
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(f"--keep-original stores the source bytes: {flags} do not apply")
         return None
-    return Encoding(short_side=DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side,
-                    keyframe_interval=args.keyframe_interval or DEFAULT_KEYFRAME_INTERVAL)
+    if given.get("tune") == "none":
+        given["tune"] = None
+    return Encoding(**given)
 
 
 def _shard(args) -> int:
@@ -153,10 +171,12 @@ def _info(args) -> int:
     from vfn.platform.data.shards import list_shards, read_encodings, read_metadata
 
     files = list_shards(args.shards)
+    tables = [read_metadata(f) for f in files]
     meta = read_metadata(files).to_pydict()
     n = len(meta["label"])
     print(f"{args.shards}: {len(files)} shards, {n} videos, {sum(meta['num_bytes']) / 2**20:.1f} MiB of video")
     _print_encoding(read_encodings(files), meta)
+    _print_quality(files, tables)
     if not n:
         return 0
     names = read_label_names(args.labels) if args.labels else None
@@ -172,6 +192,30 @@ def _info(args) -> int:
     print("  resolutions (h x w): " + ", ".join(f"{k} ({v})" for k, v in res.most_common(5)))
     print("  codecs: " + ", ".join(f"{k} ({v})" for k, v in Counter(meta["codec"]).most_common()))
     return 0
+
+
+def _print_quality(files: list[str], tables: list) -> None:
+    """The re-encode's PSNR against the source: over all videos, then per shard (worst first, at
+    most 10 shards); nothing for original bytes."""
+    import posixpath
+
+    import pyarrow as pa
+
+    from vfn.platform.data.shards import shard_quality
+
+    per_shard = [(posixpath.basename(f), q) for f, t in zip(files, tables) if (q := shard_quality(t))]
+    if not per_shard:
+        return
+    every = shard_quality(pa.concat_tables(tables))
+    print(f"  quality (PSNR of the re-encode against the source, {every['videos']} videos): mean "
+          f"{every['psnr_mean']:.1f} dB, worst video {every['psnr_worst_video']:.1f} dB, worst frame "
+          f"{every['psnr_min']:.1f} dB")
+    per_shard.sort(key=lambda item: item[1]["psnr_worst_video"])
+    for name, q in per_shard[:10]:
+        print(f"    {name}: mean {q['psnr_mean']:.1f} dB, worst video {q['psnr_worst_video']:.1f}, "
+              f"worst frame {q['psnr_min']:.1f} ({q['videos']} videos)")
+    if len(per_shard) > 10:
+        print(f"    ... {len(per_shard) - 10} more shards")
 
 
 def _print_encoding(encodings: list, meta: dict) -> None:

@@ -10,7 +10,9 @@ no larger. `encoding=None` (`vfn data shard --keep-original`) stores the source 
 Layout of a shard directory (local path or any pyarrow filesystem URI, e.g. s3://, gs://):
   shard-00000.parquet ...   columns: index, path, label, video (bytes), frames, fps, height,
                             width, codec, num_bytes (the STORED video), source_frames, source_fps,
-                            source_height, source_width, source_codec, source_bytes (the original);
+                            source_height, source_width, source_codec, source_bytes (the original),
+                            psnr, psnr_min (dB, the re-encode against the source: mean and worst
+                            frame; null for original bytes);
                             footer key `vfn.encoding`: JSON of how the videos were encoded
   shard-00000.rejected.csv  videos of that shard that failed probing or re-encoding (path,label,line,reason)
   rejected.csv              all rejected videos, gathered at the end
@@ -76,6 +78,8 @@ SCHEMA = pa.schema([
     ("num_bytes", pa.int64()),
     *[("source_" + name, kind) for name, kind in STORED_FIELDS],
     ("source_bytes", pa.int64()),
+    ("psnr", pa.float32()),  # dB, mean over the stored frames against the source (null: original bytes)
+    ("psnr_min", pa.float32()),  # dB, the worst stored frame
 ])
 META_COLUMNS = [n for n in SCHEMA.names if n != "video"]
 SOURCE_COLUMNS = [n for n in SCHEMA.names if n.startswith("source_")]
@@ -155,11 +159,15 @@ def prepare_video(args: tuple[str, bool, Encoding | None]) -> tuple[dict | None,
         stored = transcode(data, encoding)
     except TranscodeError as e:
         return None, str(e)
+    if stored.psnr_mean < encoding.min_psnr:
+        return None, (f"re-encode too lossy: PSNR {stored.psnr_mean:.1f} dB against the source, below the floor "
+                      f"of {encoding.min_psnr:g} dB (--min-psnr; --keep-original stores the source)")
     try:
-        meta = probe_video(stored)
+        meta = probe_video(stored.data)
     except CorruptVideoError as e:
         return None, f"re-encoded video does not decode: {e}"
-    return {"video": stored, **meta, "num_bytes": len(stored), **source_fields}, None
+    return {"video": stored.data, **meta, "num_bytes": len(stored.data), **source_fields,
+            "psnr": stored.psnr_mean, "psnr_min": stored.psnr_min}, None
 
 
 # ---------------------------------------------------------------- writing
@@ -470,6 +478,17 @@ def _read_columns(file: pq.ParquetFile, cols: list[str]) -> pa.Table:
     for c in missing:
         table = table.append_column(SCHEMA.field(c), pa.nulls(table.num_rows, SCHEMA.field(c).type))
     return table.select(cols).replace_schema_metadata(None)
+
+
+def shard_quality(table: pa.Table) -> dict | None:
+    """The re-encode's PSNR over the re-encoded videos of a metadata table (`read_metadata`): mean
+    over videos, the worst video's mean, the worst frame; None when no video was re-encoded."""
+    psnr = [v for v in table.column("psnr").to_pylist() if v is not None]
+    if not psnr:
+        return None
+    worst = [v for v in table.column("psnr_min").to_pylist() if v is not None]
+    return {"videos": len(psnr), "psnr_mean": float(np.mean(psnr)), "psnr_worst_video": float(min(psnr)),
+            "psnr_min": float(min(worst))}
 
 
 def read_encodings(shards: str | list[str]) -> list[dict | None]:
