@@ -11,7 +11,8 @@ For the original bytes (`vfn data shard --keep-original`) and the re-encoded, se
     CPU time it spends per clip over every process of the Ray tree, split by role (`ROLES`);
   * peak memory for two dataset sizes 10x apart (streaming execution should keep it flat);
   * the cost of re-encoding at shard time (videos/s per core) and the size change.
-`--json PATH` writes the figures, top-level keys `original` and `transcoded`.
+`--json PATH` writes the figures, top-level keys `original` and `transcoded` (the default encoding),
+plus one per `--encoding` (other settings measured in the same run, keyed by the fields changed).
 
 Data: the real Kinetics-style clips in ../shared/videos (corrupt one excluded), repeated to the
 wanted number of rows and packed into Parquet shards like any user dataset.
@@ -56,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=None,
                         help="where shards go (default: a temporary directory); shards already there are reused, "
                              "not packed or timed again")
+    parser.add_argument("--encoding", action="append", default=None, metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="also measure shards re-encoded this way (Encoding fields, e.g. crf=18 or "
+                             "chroma_qp_offset=0), in the same run; repeatable. Its JSON key is the fields changed")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON to PATH")
 
 
@@ -350,8 +354,13 @@ def measure(label: str, work: Path, vdir: Path, sizes: dict, encoding, args) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from vfn.platform.data.transcode import Encoding
+    from vfn.platform.data.transcode import Encoding, encoding_label, parse_encoding
 
+    try:
+        extra = [parse_encoding(text) for text in args.encoding or []]
+    except ValueError as e:
+        print(f"vfn bench data: error: {e}", file=sys.stderr)
+        return 2
     vdir = _videos_dir(args.videos_dir)
     missing = [v for v in SHARED_VIDEOS if not (vdir / v).is_file()]
     if missing:
@@ -362,8 +371,8 @@ def run(args: argparse.Namespace) -> int:
     _say(f"data: {len(SHARED_VIDEOS)} Kinetics-style clips (240-320p, 164-310 frames) repeated to {sizes['small']} "
          f"and {sizes['large']} rows; clips {args.frames}x{args.input_size}; {args.cpus} CPUs; load average "
          f"{os.getloadavg()[0]:.1f} at start")
-    result = {label: measure(label, work, vdir, sizes, encoding, args)
-              for label, encoding in (("original", None), ("transcoded", Encoding()))}
+    arms = [("original", None), ("transcoded", Encoding()), *((encoding_label(e), e) for e in extra)]
+    result = {label: measure(label, work, vdir, sizes, encoding, args) for label, encoding in arms}
     result["config"] = {k: getattr(args, k) for k in ("videos", "scale", "frames", "input_size", "batch_size", "cpus")}
     _say(f"load average {os.getloadavg()[0]:.1f} at the end (other work on this machine slows every figure)")
     if args.json:

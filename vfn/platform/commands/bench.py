@@ -1,4 +1,4 @@
-"""`vfn bench {data,model,train} [options]`: each benchmark lives in its own module.
+"""`vfn bench {data,encoding,model,train} [options]`: each benchmark lives in its own module.
 
 Only the chosen benchmark's module is imported (the model benchmark runs on a GPU image without
 ray or mlflow); its own parser reads the remaining options.
@@ -11,6 +11,8 @@ import importlib
 
 BENCHMARKS = {
     "data": ("vfn.platform.bench_data", "decoded training clips/s through the Ray Data pipeline vs raw decord"),
+    "encoding": ("vfn.platform.bench_encoding",
+                 "held-out top-1 from original-byte vs re-encoded shards of an order-sensitive set, over seeds"),
     "model": ("vfn.model.bench", "forward/backward time of a model on this machine"),
     "train": ("vfn.platform.bench_train", "clips/s of one Ray Train worker vs a plain PyTorch loop"),
 }

@@ -11,7 +11,8 @@ Everything else is random per video and seeded: shape (asymmetric polygons, so r
 visible), colours, size, position and speed. Two styles set how hard the frames are to read:
 `cluttered` (the default) has any colours, a gradient background, static distractor shapes, small
 objects and motion that starts and stops at random times; `simple` has a bright object on a plain
-dark background, larger objects and motion over the whole clip. The fixed sign of the contrast is
+dark background, larger objects and motion over the whole clip; `simple-any` is `simple` in any
+colours. The fixed sign of the contrast is
 what matters most: with it, a small model trained from scratch on a CPU finds the motion cue in
 100-250 steps (every seed tried); with any colours it sits at chance for 400 to over 1400 steps,
 depending on the seed, and `cluttered` is not learnt from scratch at laptop scale at all. It is
@@ -75,6 +76,8 @@ class SynthStyle:
 STYLES: dict[str, SynthStyle] = {
     "cluttered": SynthStyle(True, (1, 3), (0.11, 0.17), (0.3, 0.5), True, (0, 256), (0, 256)),
     "simple": SynthStyle(False, (0, 1), (0.18, 0.24), (0.35, 0.5), False, (0, 90), (170, 256)),
+    # simple's shapes and motion with objects and backgrounds of any colour: no fixed contrast sign
+    "simple-any": SynthStyle(False, (0, 1), (0.18, 0.24), (0.35, 0.5), False, (0, 256), (0, 256)),
 }
 
 
