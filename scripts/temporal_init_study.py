@@ -19,7 +19,6 @@ import json
 import statistics
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ from vfn.platform.in_memory import left_chance, render_clips, train_in_memory
 
 NUM_CLASSES, TRAIN, VAL, BATCH = 4, 960, 160, 16
 STYLE_CHOICES = {"simple": STYLES["simple"],  # the quickstart's data
-                 "simple_any_colours": replace(STYLES["simple"], background_levels=(0, 256), object_levels=(0, 256)),
+                 "simple_any_colours": STYLES["simple-any"],
                  "cluttered": STYLES["cluttered"]}
 VARIANTS = {  # name: (design, model.init, model.temporal_init)
     "parallel released": ("parallel", "released", "released"),

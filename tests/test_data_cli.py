@@ -19,7 +19,7 @@ def test_synth_shard_check_info(tmp_path, capsys):
     assert "encoding: re-encoded h264 yuv420p, short side 256, keyframe every 8 frames" in text  # the default
     assert "sources: " in text
     assert "quality (PSNR of the re-encode against the source, 16 videos): mean " in text
-    assert "shard-00000.parquet: mean " in text
+    assert "shard-00000.parquet: mean " in text and "colour motion kept" in text
 
 
 def test_shard_encoding_flags(tmp_path, capsys):

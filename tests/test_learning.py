@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,7 +57,7 @@ def test_identity_temporal_init_learns_where_the_released_init_sits_at_chance():
     schedule the loss leaves chance at step 585 with the identity temporal init and at step 845 with
     the released one (held-out top-1 96% vs 25% after 1000). The test runs the first 700 steps.
     Single-threaded, as the study, so its figures hold on any machine with the pinned torch."""
-    any_colours = replace(STYLES["simple"], background_levels=(0, 256), object_levels=(0, 256))
+    any_colours = STYLES["simple-any"]
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         runs = {init: pool.submit(left_chance_from_scratch, any_colours, (f"model.temporal_init={init}", "seed=0"),
                                   1000, 700) for init in ("identity", "released")}

@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     summary = summarise(runs, list(sets))
     for label, s in summary.items():
         q = quality(sets[label])
-        psnr = f", PSNR {q['psnr_mean']:.1f} dB (worst video {q['psnr_worst_video']:.1f})" if q else ""
+        psnr = (f", PSNR {q['psnr_mean']:.1f} dB (worst video {q['psnr_worst_video']:.1f}), colour motion kept "
+                f"{q['colour_kept_mean']:.0%} (worst video {q['colour_kept_worst_video']:.0%})") if q else ""
         gap = f", gap {s['gap']:+.1%} ({'within' if s['within_one_std'] else 'NOT within'} one std)" \
             if "gap" in s else ""
         print(f"{label:24s} top-1 {s['mean']:.1%} +- {s['std']:.1%}{gap}{psnr}")

@@ -209,13 +209,20 @@ def _print_quality(files: list[str], tables: list) -> None:
     every = shard_quality(pa.concat_tables(tables))
     print(f"  quality (PSNR of the re-encode against the source, {every['videos']} videos): mean "
           f"{every['psnr_mean']:.1f} dB, worst video {every['psnr_worst_video']:.1f} dB, worst frame "
-          f"{every['psnr_min']:.1f} dB")
+          f"{every['psnr_min']:.1f} dB{colour_kept(every)}")
     per_shard.sort(key=lambda item: item[1]["psnr_worst_video"])
     for name, q in per_shard[:10]:
         print(f"    {name}: mean {q['psnr_mean']:.1f} dB, worst video {q['psnr_worst_video']:.1f}, "
-              f"worst frame {q['psnr_min']:.1f} ({q['videos']} videos)")
+              f"worst frame {q['psnr_min']:.1f}{colour_kept(q)} ({q['videos']} videos)")
     if len(per_shard) > 10:
         print(f"    ... {len(per_shard) - 10} more shards")
+
+
+def colour_kept(quality: dict) -> str:
+    if quality["colour_kept_mean"] is None:
+        return ""
+    return (f"; colour motion kept {quality['colour_kept_mean']:.0%} (worst video "
+            f"{quality['colour_kept_worst_video']:.0%})")
 
 
 def _print_encoding(encodings: list, meta: dict) -> None:

@@ -12,7 +12,8 @@ Layout of a shard directory (local path or any pyarrow filesystem URI, e.g. s3:/
                             width, codec, num_bytes (the STORED video), source_frames, source_fps,
                             source_height, source_width, source_codec, source_bytes (the original),
                             psnr, psnr_min (dB, the re-encode against the source: mean and worst
-                            frame; null for original bytes);
+                            frame), colour_kept (its share of the source's frame-to-frame colour
+                            change; see `transcode.Transcoded`): null for original bytes;
                             footer key `vfn.encoding`: JSON of how the videos were encoded
   shard-00000.rejected.csv  videos of that shard that failed probing or re-encoding (path,label,line,reason)
   rejected.csv              all rejected videos, gathered at the end
@@ -80,6 +81,7 @@ SCHEMA = pa.schema([
     ("source_bytes", pa.int64()),
     ("psnr", pa.float32()),  # dB, mean over the stored frames against the source (null: original bytes)
     ("psnr_min", pa.float32()),  # dB, the worst stored frame
+    ("colour_kept", pa.float32()),  # share of the source's frame-to-frame colour change still there
 ])
 META_COLUMNS = [n for n in SCHEMA.names if n != "video"]
 SOURCE_COLUMNS = [n for n in SCHEMA.names if n.startswith("source_")]
@@ -167,7 +169,7 @@ def prepare_video(args: tuple[str, bool, Encoding | None]) -> tuple[dict | None,
     except CorruptVideoError as e:
         return None, f"re-encoded video does not decode: {e}"
     return {"video": stored.data, **meta, "num_bytes": len(stored.data), **source_fields,
-            "psnr": stored.psnr_mean, "psnr_min": stored.psnr_min}, None
+            "psnr": stored.psnr_mean, "psnr_min": stored.psnr_min, "colour_kept": stored.colour_kept}, None
 
 
 # ---------------------------------------------------------------- writing
@@ -481,14 +483,19 @@ def _read_columns(file: pq.ParquetFile, cols: list[str]) -> pa.Table:
 
 
 def shard_quality(table: pa.Table) -> dict | None:
-    """The re-encode's PSNR over the re-encoded videos of a metadata table (`read_metadata`): mean
-    over videos, the worst video's mean, the worst frame; None when no video was re-encoded."""
-    psnr = [v for v in table.column("psnr").to_pylist() if v is not None]
+    """What the re-encodes of a metadata table's videos (`read_metadata`) lost: PSNR mean over
+    videos, the worst video's, the worst frame's; colour motion kept, mean and worst video (None
+    for shards written before it was measured). None when no video was re-encoded."""
+    def present(column: str) -> list[float]:
+        return [v for v in table.column(column).to_pylist() if v is not None]
+
+    psnr, colour = present("psnr"), present("colour_kept")
     if not psnr:
         return None
-    worst = [v for v in table.column("psnr_min").to_pylist() if v is not None]
     return {"videos": len(psnr), "psnr_mean": float(np.mean(psnr)), "psnr_worst_video": float(min(psnr)),
-            "psnr_min": float(min(worst))}
+            "psnr_min": float(min(present("psnr_min"))),
+            "colour_kept_mean": float(np.mean(colour)) if colour else None,
+            "colour_kept_worst_video": float(min(colour)) if colour else None}
 
 
 def read_encodings(shards: str | list[str]) -> list[dict | None]:
