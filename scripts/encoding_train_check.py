@@ -10,7 +10,8 @@ shard set and writes them as JSON.
 `simple` trains the quickstart's recipe as it is (experiments/quickstart.yaml); `simple-any` and
 `cluttered` the laptop ablation's fine-tuning from the image-pretrained start
 (experiments/ablations/design_cluttered.yaml: one worker, 8 epochs of 16, lr 5e-4, no crops or
-jitter): from scratch, whether a run on them leaves chance at all depends on the seed. Tracking is off; runs go to WORKDIR/runs.
+jitter): from scratch, whether a run on them leaves chance at all depends on the seed.
+Tracking is off; runs go to WORKDIR/runs.
 """
 
 from __future__ import annotations
