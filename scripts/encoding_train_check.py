@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from vfn.platform import bench_encoding
+from vfn.commands.bench import encoding as bench_encoding
 
 FINE_TUNING = ["optim.epochs=8", "optim.batch_size=16", "eval.every_epochs=4", "output.checkpoint_every=4",
                "optim.lr=5e-4", "augment.scale=[1.0,1.0]", "augment.color_jitter=0.0", "scaling.num_workers=1"]
@@ -38,8 +38,8 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from vfn.platform.data.transcode import Encoding
-    from vfn.platform.train import run_training
+    from vfn.data.transcode import Encoding
+    from vfn.training.driver import run_training
 
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -77,8 +77,8 @@ def main() -> int:
     (work / "fake_cluster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     # tiny data and experiment, as in the tests
-    from vfn.platform.data.shards import write_shards
-    from vfn.platform.data.synth import make_synthetic_dataset
+    from vfn.data.ingest import write_shards
+    from vfn.data.synth import make_synthetic_dataset
 
     synth = make_synthetic_dataset(work / "synth", 24, seed=3, num_classes=4, size=32, num_frames=8)
     for split, manifest in (("train", synth.train_manifest), ("val", synth.val_manifest)):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vfn.model import bench
+from vfn.commands.bench import model as bench
 
 FRACTION_OF_MEMORY = 0.8  # headroom for the allocator's fragmentation and compile's workspaces
 

@@ -7,7 +7,7 @@
 2. Every design trains a step on CUDA under bf16 autocast: finite loss and gradients, pointing
    the way float32's do (cosine > 0.95; 0.987-0.994 measured on an H200, torch 2.11: bf16 keeps
    about 3 significant digits, while a wrong cast or overflow gives far less).
-3. The platform's own training step (`vfn.platform.step.TrainStep`, the one the Ray worker runs)
+3. The platform's own training step (`vfn.training.step.TrainStep`, the one the Ray worker runs)
    on CUDA in bf16 and fp16 (GradScaler): mixup/cutmix, accumulation over 2 micro-batches,
    clipping and EMA; finite losses, one optimiser step per 2 micro-batches, EMA moved. Then the
    same step compiled (`model.compile`, bf16): the same losses as eager within bf16's precision,
@@ -88,12 +88,12 @@ def main() -> int:
 
 
 def check_train_step(dev: torch.device) -> None:
-    from vfn.platform.config import validate
-    from vfn.platform.step import Plan, TrainStep
+    from vfn.config.schema import config_from_dict
+    from vfn.training.step import Plan, TrainStep
 
     losses = {}
     for precision, compile in (("bf16", False), ("fp16", False), ("bf16", True)):
-        cfg = validate({
+        cfg = config_from_dict({
             "model": {"embed_dim": 32, "depths": [1, 1, 2, 1], "drop_path_rate": 0.0, "compile": compile},
             "data": {"num_classes": 10, "num_frames": 8, "input_size": 64},
             "augment": {"mixup_prob": 1.0},
@@ -132,9 +132,9 @@ def check_device_augment(dev: torch.device, b: int = 32) -> None:
 
     import numpy as np
 
-    from vfn.platform.data.clips import apply_augment_params, draw_augment_params, landscape, slice_window
-    from vfn.platform.data.device_augment import DeviceAugment
-    from vfn.platform.data.video import AugmentSpec, ClipSpec, train_window_shape
+    from vfn.data.clips import apply_augment_params, draw_augment_params, landscape, slice_window
+    from vfn.data.device_augment import DeviceAugment
+    from vfn.data.video import AugmentSpec, ClipSpec, train_window_shape
 
     clip, aug = ClipSpec(num_frames=8, input_size=224), AugmentSpec()
     shape = train_window_shape(clip, aug)

@@ -1,6 +1,6 @@
 """How the temporal init changes learning from scratch: steps until the loss leaves chance, and
 held-out top-1 after a fixed budget, for several seeds (issue #16, item 3). No Ray: the quickstart's
-model and recipe trained through the platform's own step (`vfn.platform.step.TrainStep`) on
+model and recipe trained through the platform's own step (`vfn.training.step.TrainStep`) on
 rendered synthetic clips held in memory, one run per process.
 
     python scripts/temporal_init_study.py --seeds 5 --steps 400 --json study.json
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from vfn.platform.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, build_config
-from vfn.platform.data.synth import STYLES
-from vfn.platform.in_memory import left_chance, render_clips, train_in_memory
+from vfn.commands.quickstart import SYNTH_FRAMES, SYNTH_SIZE, build_config
+from vfn.data.synth import STYLES
+from vfn.training.in_memory import left_chance, render_clips, train_in_memory
 
 NUM_CLASSES, TRAIN, VAL, BATCH = 4, 960, 160, 16
 STYLE_CHOICES = {"simple": STYLES["simple"],  # the quickstart's data

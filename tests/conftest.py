@@ -1,23 +1,15 @@
-"""Shared fixtures: paths to ../shared and one Ray session for the whole test run."""
+"""Shared fixtures: ../shared, one Ray session for the whole test run, tiny shards; and the test
+processes' share of the cores. Helpers that tests import are in `tests/support.py`."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VFN_SHARED", REPO.parent / "shared"))
-VIDEOS = SHARED / "videos"
-REFERENCE = SHARED / "fixtures" / "reference"
-LABELS = SHARED / "labels"
+from tests.support import SHARED, live_placement_groups
 
 
 def pytest_configure(config):
@@ -67,7 +59,7 @@ def ray_session(tmp_path_factory):
     """One local Ray (2 CPUs) for every Ray test: ray.init costs seconds, so it is shared."""
     import ray
 
-    from vfn.platform.ray_setup import init_ray
+    from vfn.runtime.ray_setup import init_ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     init_ray({  # the commands' own set-up: a fresh local instance and its job-wide worker env
@@ -78,22 +70,6 @@ def ray_session(tmp_path_factory):
     })
     yield ray
     # left running until interpreter exit: later tests in the same run reuse it
-
-
-def created_actors(class_name: str) -> int:
-    """Actors of `class_name` the test session's Ray has created (dead ones included)."""
-    import ray
-    from ray.util.state import list_actors
-
-    return len(list_actors(address=ray.get_runtime_context().gcs_address, filters=[("class_name", "=", class_name)],
-                           limit=10_000, raise_on_missing_output=False))
-
-
-def live_placement_groups() -> dict[str, dict]:
-    """Placement groups of the test session's Ray that are not removed, by id."""
-    import ray.util
-
-    return {pg_id: pg for pg_id, pg in ray.util.placement_group_table().items() if pg["state"] != "REMOVED"}
 
 
 @pytest.fixture(autouse=True)
@@ -129,8 +105,8 @@ def _no_leaked_placement_groups(request):
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory) -> Path:
     """Train/val Parquet shards of a tiny synthetic set (24 videos, 4 classes, 32x32): `root/train`, `root/val`."""
-    from vfn.platform.data.shards import write_shards
-    from vfn.platform.data.synth import make_synthetic_dataset
+    from vfn.data.ingest import write_shards
+    from vfn.data.synth import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny_shards")
     synth = make_synthetic_dataset(root / "synth", 24, seed=3, num_classes=4, size=32, num_frames=8)
@@ -139,59 +115,3 @@ def tiny_shards(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_experiment(data: Path, root: Path, **sections) -> dict:
-    """A raw experiment config that trains a tiny model on `tiny_shards` in seconds."""
-    raw = {
-        "model": {"embed_dim": 8, "depths": [1, 1, 1, 1], "drop_path_rate": 0.0},
-        "data": {"train": str(data / "train"), "val": str(data / "val"), "num_classes": 4, "num_frames": 4,
-                 "input_size": 32, "decode_cpus": 0.5},
-        "augment": {"mixup_prob": 0.0},
-        "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 2, "warmup_epochs": 0,
-                  "min_lr": 0.0, "batch_size": 4},
-        "eval": {"num_clips": 1, "num_crops": 1, "batch_size": 4},
-        "output": {"root": str(root)},
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return raw
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None):
-    """A real `mlflow server` on 127.0.0.1 (SQLite backend in `workdir`, artifacts proxied to
-    `artifacts`, a path or s3://...); yields its http URI."""
-    port = free_port()
-    log = open(workdir / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}", "--artifacts-destination", artifacts,
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"mlflow server did not start: {(workdir / 'mlflow-server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

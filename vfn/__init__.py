@@ -1,3 +1,16 @@
-"""Video-FocalNets: model (`vfn.model`) and Ray/MLflow experiment platform (`vfn.platform`)."""
+"""Video-FocalNets: the model and a Ray/MLflow experiment platform around it.
+
+One package per concern; each outside system has one owner:
+
+  model       the networks (pure PyTorch + timm; never imports ray or mlflow)
+  config      the one validated experiment schema, its YAML files, overrides and sweep specs
+  data        manifests, Parquet shards, decoding (decord) and the Ray Data pipeline
+  training    one training step for every caller, the Ray Train worker and driver, checkpoints
+  evaluation  multi-view evaluation: metrics, the Ray worker and the driver
+  tuning      Ray Tune sweeps and ablations: trials, schedulers, reports
+  tracking    everything that talks to MLflow: runs, figures, registered models, comparisons
+  runtime     starting Ray (a local instance unless given an address) and storage locations
+  commands    the `vfn` subcommands; `vfn.cli` routes to them
+"""
 
 __version__ = "0.1.0"

@@ -17,19 +17,21 @@ import importlib
 import sys
 from types import ModuleType
 
+from vfn.errors import ConfigError
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("vfn.platform.commands.quickstart", "synthetic data -> 2-worker training -> eval -> MLflow"),
-    "train": ("vfn.platform.commands.train", "train from an experiment YAML with Ray Train"),
-    "eval": ("vfn.platform.commands.evaluate", "multi-view evaluation of a checkpoint or run"),
-    "predict": ("vfn.platform.commands.predict", "top-5 classes for one video file"),
-    "pretrain": ("vfn.platform.commands.pretrain", "pre-train the image FocalNet to inflate, on synthetic frames"),
-    "sweep": ("vfn.platform.commands.sweep", "Ray Tune sweep from a sweep YAML"),
-    "ablate": ("vfn.platform.commands.ablate", "sweep reported as an ablation table"),
-    "compare": ("vfn.platform.commands.compare", "compare MLflow runs side by side"),
-    "data": ("vfn.platform.commands.data", "manifests, Parquet shards, synthetic dataset"),
-    "flops": ("vfn.model.flops", "parameters and GFLOPs per view of a model"),
-    "bench": ("vfn.platform.commands.bench", "benchmarks (data, model, train)"),
+    "quickstart": ("vfn.commands.quickstart", "synthetic data -> 2-worker training -> eval -> MLflow"),
+    "train": ("vfn.commands.train", "train from an experiment YAML with Ray Train"),
+    "eval": ("vfn.commands.evaluate", "multi-view evaluation of a checkpoint or run"),
+    "predict": ("vfn.commands.predict", "top-5 classes for one video file"),
+    "pretrain": ("vfn.commands.pretrain", "pre-train the image FocalNet to inflate, on synthetic frames"),
+    "sweep": ("vfn.commands.sweep", "Ray Tune sweep from a sweep YAML"),
+    "ablate": ("vfn.commands.ablate", "sweep reported as an ablation table"),
+    "compare": ("vfn.commands.compare", "compare MLflow runs side by side"),
+    "data": ("vfn.commands.data", "manifests, Parquet shards, synthetic dataset"),
+    "flops": ("vfn.commands.flops", "parameters and GFLOPs per view of a model"),
+    "bench": ("vfn.commands.bench", "benchmarks (data, model, train)"),
 }
 
 
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     args, module = parse_args(argv)
     try:
         return int(module.run(args) or 0)
+    except ConfigError as e:  # a mistake in what was asked, found before any work: one line, exit 2
+        print(f"vfn {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vfn: interrupted", file=sys.stderr)
         return 130

@@ -13,3 +13,7 @@ def last_line(e: BaseException, limit: int = 300) -> str:
     """The last non-empty line: where decoders (decord, ffmpeg) put the actual reason after a trace."""
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else type(e).__name__)[:limit]
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, as one line naming the dotted key: `vfn.cli.main` prints it and exits 2."""

@@ -1,7 +1,8 @@
 """Video-FocalNet models: pure PyTorch + timm (never imports ray or mlflow)."""
 
+from vfn.config.names import DESIGNS
+
 from .compiling import COMPILE_MODES, Compiled, compile_ahead
-from .modulation import DESIGNS
 from .video_focalnet import TEMPORAL_INITS, VideoFocalNet, VideoFocalNetBlock
 from .weights import (
     InflationReport,

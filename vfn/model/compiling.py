@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from vfn.config.names import COMPILE_MODES
 from vfn.errors import first_line
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,33 @@ channels-last kernels, no layout conversions), 1x1 convolutions run as linear la
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
+from vfn.config.names import DESIGNS
+
 from .layers import TemporalConv, channels_first, focal_kernel_sizes, gated_focal_aggregation, pointwise
 
-Design = Literal["parallel", "sequential", "spatial", "joint", "factorized"]
-DESIGNS: tuple[str, ...] = ("parallel", "sequential", "spatial", "joint", "factorized")
+# design name -> its modulation class; filled by `register_modulation`, read by `build_modulation`
+MODULATIONS: dict[str, type[nn.Module]] = {}
+
+
+def register_modulation(*designs: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: the modulation of the named designs. A name must first be in
+    `vfn.config.names.DESIGNS` (what configs may choose), so that a design is never buildable
+    without being selectable, nor selectable without being buildable."""
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        raise ValueError(f"design {unknown[0]!r} is not in vfn.config.names.DESIGNS; add it there first")
+
+    def register(cls: type[nn.Module]) -> type[nn.Module]:
+        for design in designs:
+            MODULATIONS[design] = cls
+        return cls
+
+    return register
 
 
 def _spatial_levels(dim: int, kernels: list[int]) -> nn.ModuleList:
@@ -67,6 +85,7 @@ class _ModulationBase(nn.Module):
         return f"dim={self.dim}, focal_level={self.focal_level}"
 
 
+@register_modulation("spatial", "factorized")  # factorized: per-frame encoder, time after the stages
 class SpatialFocalModulation(_ModulationBase):
     """Image focal modulation applied to every frame independently (the `spatial` design)."""
 
@@ -120,6 +139,7 @@ class TemporalFocalModulation(_ModulationBase):
         nn.init.zeros_(self.proj.bias)
 
 
+@register_modulation("parallel")
 class SpatioTemporalFocalModulation(_ModulationBase):
     """The published (`parallel`) design: spatial and temporal contexts aggregated side by side from
     the same input, the query modulated by both: q * h(ctx_spatial) * h_t(ctx_temporal)."""
@@ -162,6 +182,7 @@ class SpatioTemporalFocalModulation(_ModulationBase):
         nn.init.ones_(self.h_temporal.bias)
 
 
+@register_modulation("sequential")
 class SequentialFocalModulation(nn.Module):
     """Divided space-time: a spatial focal modulation, then a temporal one, each with its own
     query, gates and projections."""
@@ -179,6 +200,7 @@ class SequentialFocalModulation(nn.Module):
         self.temporal.init_temporal_identity()
 
 
+@register_modulation("joint")
 class JointFocalModulation(_ModulationBase):
     """One context aggregation over time and space together: depthwise k x k x k 3D convolutions,
     and a global level over (T, H, W)."""
@@ -213,16 +235,7 @@ class JointFocalModulation(_ModulationBase):
             w[:, :, mid] = keep
 
 
-_MODULATIONS: dict[str, type[nn.Module]] = {
-    "parallel": SpatioTemporalFocalModulation,
-    "sequential": SequentialFocalModulation,
-    "spatial": SpatialFocalModulation,
-    "joint": JointFocalModulation,
-    "factorized": SpatialFocalModulation,  # per-frame encoder; time is handled after the stages
-}
-
-
 def build_modulation(design: str, dim: int, focal_level: int, focal_window: int, **kwargs) -> nn.Module:
-    if design not in _MODULATIONS:
-        raise ValueError(f"unknown design {design!r}; choose one of {', '.join(DESIGNS)}")
-    return _MODULATIONS[design](dim, focal_level, focal_window, **kwargs)
+    if design not in MODULATIONS:
+        raise ValueError(f"unknown design {design!r}; choose one of {', '.join(MODULATIONS)}")
+    return MODULATIONS[design](dim, focal_level, focal_window, **kwargs)

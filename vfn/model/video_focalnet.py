@@ -16,7 +16,7 @@ import torch.utils.checkpoint
 from timm.layers import DropPath, Mlp, trunc_normal_
 
 from .layers import PatchEmbed, channels_last_to_frames
-from .modulation import DESIGNS, TemporalFocalModulation, build_modulation
+from .modulation import MODULATIONS, TemporalFocalModulation, build_modulation
 
 TEMPORAL_INITS: tuple[str, ...] = ("identity", "released")
 
@@ -122,8 +122,8 @@ class VideoFocalNet(nn.Module):
                 f"focal_levels ({len(focal_levels)}) and focal_windows ({len(focal_windows)}) need one entry "
                 f"per stage ({num_stages})"
             )
-        if design not in DESIGNS:
-            raise ValueError(f"unknown design {design!r}; choose one of {', '.join(DESIGNS)}")
+        if design not in MODULATIONS:
+            raise ValueError(f"unknown design {design!r}; choose one of {', '.join(MODULATIONS)}")
         if num_frames % tubelet_size:
             raise ValueError(f"num_frames={num_frames} is not divisible by tubelet_size={tubelet_size}")
         if temporal_init not in TEMPORAL_INITS:

@@ -1,1 +1,0 @@
-"""Experiment platform: Ray Data streaming, Ray Train/Tune, MLflow tracking."""

@@ -1,1 +1,0 @@
-"""One module per `vfn` subcommand: `add_arguments(parser)` and `run(args)`."""
