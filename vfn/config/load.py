@@ -67,9 +67,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def absolutize(cfg: ExperimentConfig, base: str | Path | None = None) -> ExperimentConfig:
     """The config with relative paths (`PATH_KEYS`) made absolute against `base` (default: cwd)."""
     base = Path(base or Path.cwd())
-    updates = {}
+    flat, updates = cfg.flat(), {}
     for key in PATH_KEYS:
-        value = cfg.flat().get(key)
+        value = flat.get(key)
         if value and "://" not in value and not Path(value).is_absolute():
             updates[key] = str((base / value).resolve())
     return cfg.with_overrides(updates) if updates else cfg

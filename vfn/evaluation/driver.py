@@ -171,8 +171,8 @@ def log_evaluation(source: EvalSource, res: EvalResult, data: str, workdir: str)
     source file and its sha256, so `vfn compare` shows them beside trained runs)."""
     cfg = source.cfg
     uri, run_id, new_run = eval_run(source, workdir)
-    params = {"eval.data": storage.absolute(data), "eval.views": source.views}
-    log_metrics_once(uri, run_id, res.metrics("eval_"), params)
+    tags = {"eval.data": storage.absolute(data), "eval.views": source.views}
+    log_metrics_once(uri, run_id, res.metrics("eval_"), tags)
     labels = read_label_names(cfg.data.labels) if cfg.data.labels and Path(cfg.data.labels).is_file() else None
     log_confusion(uri, run_id, res.confusion, labels, f"eval {cfg.output.name}: top-1 {100 * res.top1:.1f}%",
                   "eval_confusion_matrix.png")
