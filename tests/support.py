@@ -67,14 +67,16 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None):
     """A real `mlflow server` on 127.0.0.1 (SQLite backend in `workdir`, artifacts proxied to
-    `artifacts`, a path or s3://...); yields its http URI."""
+    `artifacts`, a path or s3://...); yields its http URI. Without MLflow's job runner (huey
+    consumers for GenAI jobs, which vfn never submits): five more processes, ~20 s of CPU per test."""
     port = free_port()
     log = open(workdir / "mlflow-server.log", "w")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}", "--artifacts-destination", artifacts,
          "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
