@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import types
 import typing
 from typing import Any
 
@@ -158,3 +159,62 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+class KeyDoc(typing.NamedTuple):
+    """One documented key of a schema: what the configuration reference shows."""
+    key: str
+    type: str
+    default: str
+    bounds: str
+    description: str
+
+
+BOUND_SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "min_length": "length >=", "max_length": "length <="}
+
+
+def key_docs(schema: Schema, prefix: str = "") -> list[KeyDoc]:
+    """Every key of `schema`, sections opened in place (`optim.lr`), in declaration order: its type,
+    default, bounds and the field's description (the configuration reference is built from this)."""
+    out: list[KeyDoc] = []
+    for name, field in schema.model_fields.items():
+        key = f"{prefix}{name}"
+        section = section_of(field.annotation)
+        if section is not None and typing.get_origin(field.annotation) is not dict:
+            out += key_docs(section, f"{key}.")
+            continue
+        out.append(KeyDoc(key, type_name(field.annotation), default_text(field), bounds_text(field.metadata),
+                          field.description or ""))
+    return out
+
+
+def type_name(annotation: Any) -> str:
+    """`int | None`, `list[int]`, `'segment' | 'dense'`: an annotation as a reader writes it."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def default_text(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(section)"
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def bounds_text(metadata: list) -> str:
+    parts = []
+    for item in metadata:
+        for attr, symbol in BOUND_SYMBOLS.items():
+            if getattr(item, attr, None) is not None:
+                parts.append(f"{symbol} {getattr(item, attr)}")
+    return ", ".join(parts)

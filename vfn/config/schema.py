@@ -25,21 +25,24 @@ class _StrictModel(BaseModel):
 
 
 class ModelSection(_StrictModel):
-    name: Literal[MODELS] = "videofocalnet_tiny"
+    name: Literal[MODELS] = Field("videofocalnet_tiny", description="the zoo size (Tiny/Small/Base: depths, width)")
     design: str = Field("parallel", description="the token mixer: one of vfn.config.names.DESIGNS")
     embed_dim: int | None = Field(None, gt=0, description="overrides the zoo size (small models)")
     depths: list[int] | None = Field(None, min_length=1, description="overrides the zoo depths")
-    drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0)
-    tubelet_size: int = Field(1, gt=0)
-    focal_levels: list[int] = [2, 2, 2, 2]
-    focal_windows: list[int] = [3, 3, 3, 3]
+    drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0,
+                                  description="stochastic depth, rising linearly to this over the blocks")
+    tubelet_size: int = Field(1, gt=0,
+                              description="frames per patch-embedding tubelet (data.num_frames must divide by it)")
+    focal_levels: list[int] = Field([2, 2, 2, 2], description="focal levels (context layers) per stage")
+    focal_windows: list[int] = Field([3, 3, 3, 3], description="kernel size of the first focal level per stage")
     pretrained: str | None = Field(None, description="ImageNet FocalNet weights to inflate (file path)")
     finetune_from: str | None = Field(
         None,
         description="a video checkpoint to start from: released weights, or a vfn checkpoint or run directory "
         "(the classifier is re-initialised when the class count differs)",
     )
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = Field(False, description="recompute block activations in the backward pass: less "
+                                     "memory for larger batches, one more forward per block")
     compile: bool = Field(
         False,
         description="torch.compile the model for training and evaluation (compiled once before the first epoch; "
@@ -86,19 +89,21 @@ class DataSection(_StrictModel):
     train: str | None = Field(None, description="Parquet shard directory (or file) of the training split")
     val: str | None = Field(None, description="Parquet shard directory (or file) of the validation split")
     labels: str | None = Field(None, description="class-name CSV, for predictions and plots")
-    num_classes: int = Field(400, gt=1)
-    num_frames: int = Field(8, gt=0)
+    num_classes: int = Field(400, gt=1, description="classes of the classifier head (labels are 0..num_classes-1)")
+    num_frames: int = Field(8, gt=0, description="frames per clip")
     frame_interval: int = Field(4, gt=0, description="frame step of sampling=dense (unused by segment)")
     sampling: Literal["segment", "dense"] = Field(
         "segment",
         description="segment: one random frame from each of num_frames equal segments (the released code; "
         "frame_interval unused); dense: num_frames frames frame_interval apart from a random start",
     )
-    input_size: int = Field(224, ge=32)
+    input_size: int = Field(224, ge=32, description="side of the square crop fed to the model (a multiple of 32)")
     max_corrupt_share: float = Field(0.01, ge=0.0, le=1.0, description="fail the run above this share")
-    shuffle: Literal["auto", "full", "files", "none"] = "auto"
+    shuffle: Literal["auto", "full", "files", "none"] = Field(
+        "auto", description="training order per epoch: full (every video, a Ray Data shuffle), files (shard order "
+        "only), none; auto: full up to 64 MiB of shards, else files")
     decode_cpus: float = Field(1.0, gt=0.0, description="CPUs reserved per decode task (Ray Data)")
-    decode_batch_size: int = Field(4, gt=0)
+    decode_batch_size: int = Field(4, gt=0, description="videos per decode task call (Ray Data batch size)")
     decode_timeout_s: float = Field(60.0, ge=0.0, description="a video whose decode takes longer is cut off and "
                                     "counted as corrupt (decord can hang: its issue #373); 0 = unguarded")
 
@@ -110,17 +115,17 @@ class DataSection(_StrictModel):
 
 
 class AugmentSection(_StrictModel):
-    flip_prob: float = Field(0.5, ge=0.0, le=1.0)
-    color_jitter: float = Field(0.4, ge=0.0)
-    hue: float = Field(0.1, ge=0.0, le=0.5)
-    color_jitter_prob: float = Field(0.8, ge=0.0, le=1.0)
-    grayscale_prob: float = Field(0.2, ge=0.0, le=1.0)
+    flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="horizontal flip, per clip")
+    color_jitter: float = Field(0.4, ge=0.0, description="brightness, contrast and saturation jitter strength")
+    hue: float = Field(0.1, ge=0.0, le=0.5, description="hue jitter strength")
+    color_jitter_prob: float = Field(0.8, ge=0.0, le=1.0, description="share of clips colour-jittered")
+    grayscale_prob: float = Field(0.2, ge=0.0, le=1.0, description="share of clips turned grayscale")
     scale: tuple[float, float] = Field((0.08, 1.0), description="random resized crop: area fraction")
     ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random resized crop: aspect ratio")
-    mixup_alpha: float = Field(0.8, ge=0.0)
-    cutmix_alpha: float = Field(1.0, ge=0.0)
-    mixup_prob: float = Field(1.0, ge=0.0, le=1.0)
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    mixup_alpha: float = Field(0.8, ge=0.0, description="mixup Beta(alpha, alpha); 0: off (timm Mixup)")
+    cutmix_alpha: float = Field(1.0, ge=0.0, description="cutmix Beta(alpha, alpha); 0: off")
+    mixup_prob: float = Field(1.0, ge=0.0, le=1.0, description="share of batches mixed; 0: mixup and cutmix off")
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the targets")
     on_device: Literal["auto"] | bool = Field(
         "auto",
         description="crop, flip, colour jitter and grayscale batched on the training device (decode tasks only "
@@ -142,17 +147,17 @@ class AugmentSection(_StrictModel):
 
 
 class OptimSection(_StrictModel):
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (the released recipes) or adamw (timm)")
     nesterov: bool = Field(True, description="sgd only: Nesterov momentum (as released); false: classical momentum")
     lr: float = Field(0.1, gt=0.0, description="base learning rate, at a global batch of lr_scale_batch")
     lr_scale_batch: int | None = Field(
         512, gt=0, description="lr, warmup_lr and min_lr are each scaled by global_batch / this; null: no scaling"
     )
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = Field(1e-4, ge=0.0)
-    epochs: int = Field(120, gt=0)
-    warmup_epochs: float = Field(20, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only: momentum")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adamw only: (beta1, beta2)")
+    weight_decay: float = Field(1e-4, ge=0.0, description="decoupled for adamw; not applied to norms and biases")
+    epochs: int = Field(120, gt=0, description="training epochs (the cosine schedule's length)")
+    warmup_epochs: float = Field(20, ge=0.0, description="linear warm-up from warmup_lr to lr (fractions allowed)")
     warmup_lr: float = Field(
         1e-6, ge=0.0, description="learning rate at step 0 of the warm-up, at a global batch of lr_scale_batch"
     )
@@ -165,8 +170,9 @@ class OptimSection(_StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on a GPU that supports it, else fp16 with a scaler on GPU, fp32 on CPU"
     )
-    ema: bool = False
-    ema_decay: float = Field(0.9998, gt=0.0, lt=1.0)
+    ema: bool = Field(False, description="keep an exponential moving average of the weights (timm ModelEmaV3); "
+                      "validated beside the weights as val_ema_*, saved in checkpoints, `vfn eval --ema`")
+    ema_decay: float = Field(0.9998, gt=0.0, lt=1.0, description="EMA decay per optimiser step")
 
     @model_validator(mode="after")
     def _schedule(self):
@@ -187,28 +193,28 @@ class OptimSection(_StrictModel):
 
 class EvalSection(_StrictModel):
     every_epochs: int = Field(1, gt=0, description="validate every N epochs (and after the last)")
-    num_clips: int = Field(4, gt=0)
-    num_crops: Literal[1, 3] = 3
+    num_clips: int = Field(4, gt=0, description="temporal clips per test video (views: clips x crops, logits averaged)")
+    num_crops: Literal[1, 3] = Field(3, description="spatial crops per clip: 1 (centre) or 3 (left, centre, right)")
     batch_size: int = Field(4, gt=0, description="videos per worker per batch (x clips x crops views)")
 
 
 class ScalingSection(_StrictModel):
-    num_workers: int = Field(1, gt=0)
+    num_workers: int = Field(1, gt=0, description="Ray Train workers (DDP processes), one GPU each when on GPU")
     use_gpu: Literal["auto"] | bool = Field("auto", description="auto: GPU when the cluster has one")
-    cpus_per_worker: float = Field(1.0, gt=0.0)
+    cpus_per_worker: float = Field(1.0, gt=0.0, description="CPUs reserved per Train worker (decode tasks are apart)")
     max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1: unlimited)")
 
 
 class TrackingSection(_StrictModel):
-    enabled: bool = True
+    enabled: bool = Field(True, description="log to MLflow; false: nothing is tracked (checkpoints still written)")
     tracking_uri: str | None = Field(
         None, description="null: $MLFLOW_TRACKING_URI, else sqlite:///<output.root>/mlflow.db"
     )
-    experiment: str = "video-focalnets"
-    run_name: str | None = None
+    experiment: str = Field("video-focalnets", description="MLflow experiment name")
+    run_name: str | None = Field(None, description="MLflow run name (default: output.name)")
     parent_run_id: str | None = Field(None, description="log as a nested run of this MLflow run")
-    tags: dict[str, str] = {}
-    log_every_steps: int = Field(10, gt=0)
+    tags: dict[str, str] = Field({}, description="extra MLflow run tags (any keys: tracking.tags.owner=me)")
+    log_every_steps: int = Field(10, gt=0, description="optimiser steps between train/* metric points")
     log_model: bool = Field(
         True,
         description="also log the best checkpoint's weights as an MLflow PyTorch model named 'model' (signature, "
@@ -230,7 +236,8 @@ class OutputSection(_StrictModel):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="run name (default: YAML stem)")
     checkpoint_every: int = Field(1, gt=0, description="epochs between periodic checkpoints")
     keep: int = Field(2, gt=0, description="checkpoints kept: the best by metric, plus always the latest")
-    metric: Literal["val_top1", "val_top5", "val_mean_class_acc"] = "val_top1"
+    metric: Literal["val_top1", "val_top5", "val_mean_class_acc"] = Field(
+        "val_top1", description="what picks the best checkpoint (higher is better)")
 
 
 class DebugSection(_StrictModel):
@@ -239,11 +246,11 @@ class DebugSection(_StrictModel):
     kill_worker_after_epoch: int | None = Field(
         None, ge=1, description="hard-exit one worker once, after this epoch's checkpoint is registered"
     )
-    kill_rank: int = Field(1, ge=0)
+    kill_rank: int = Field(1, ge=0, description="the rank that kill_worker_after_epoch kills")
 
 
 class ExperimentConfig(_StrictModel):
-    seed: int = 0
+    seed: int = Field(0, description="seeds the model init, the data order and augmentation")
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     augment: AugmentSection = AugmentSection()

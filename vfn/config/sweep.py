@@ -38,11 +38,11 @@ class SearchDim(BaseModel):
     """Exactly one of: grid (every value), choice (sampled), uniform/loguniform [low, high], randint [low, high)."""
 
     model_config = _STRICT
-    grid: list[Any] | None = None
-    choice: list[Any] | None = None
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None
+    grid: list[Any] | None = Field(None, description="every value, crossed with the other grids")
+    choice: list[Any] | None = Field(None, description="one value sampled per sample")
+    uniform: tuple[float, float] | None = Field(None, description="[low, high], sampled uniformly")
+    loguniform: tuple[float, float] | None = Field(None, description="[low, high], 0 < low, sampled on a log scale")
+    randint: tuple[int, int] | None = Field(None, description="[low, high), an integer")
 
     @model_validator(mode="after")
     def _one(self):
@@ -66,15 +66,15 @@ class SearchDim(BaseModel):
 class TrialResources(BaseModel):
     model_config = _STRICT
     num_workers: int = Field(1, gt=0, description="Ray Train workers per trial")
-    cpus_per_worker: float = Field(1.0, gt=0)
-    use_gpu: Literal["auto"] | bool = "auto"
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Train worker of a trial")
+    use_gpu: Literal["auto"] | bool = Field("auto", description="auto: a GPU per worker when the cluster has one")
 
 
 class SchedulerSpec(BaseModel):
     """Which Tune scheduler stops trials early (`vfn.tuning.schedulers` builds it), and its settings."""
 
     model_config = _STRICT
-    type: Literal[SCHEDULERS] = "asha"
+    type: Literal[SCHEDULERS] = Field("asha", description="asha (stops weak trials at rungs) or fifo (none)")
     grace_period: int = Field(1, gt=0, description="asha: epochs before a trial may be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="asha: 1/share of trials kept at each rung")
     max_t: int | None = Field(None, gt=0, description="asha: default: the base experiment's optim.epochs")
@@ -83,19 +83,19 @@ class SchedulerSpec(BaseModel):
 class ReportSpec(BaseModel):
     model_config = _STRICT
     rows: list[str] | None = Field(None, description="config keys that make a row (default: the space keys)")
-    title: str | None = None
+    title: str | None = Field(None, description="title of the report (default: the sweep name)")
 
 
 class SweepSpec(BaseModel):
     model_config = _STRICT
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
-    base: str
-    overrides: dict[str, Any] = {}
-    space: dict[str, SearchDim] = Field(..., min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="sweep name (default: YAML stem)")
+    base: str = Field(..., description="the experiment YAML every trial starts from (relative to this file)")
+    overrides: dict[str, Any] = Field({}, description="dotted keys set on the base for every trial")
+    space: dict[str, SearchDim] = Field(..., min_length=1, description="dotted key -> its search dimension")
+    seeds: list[int] = Field([0], min_length=1, description="each setting runs once per seed")
     num_samples: int = Field(1, gt=0, description="samples of the random dimensions (grids are crossed)")
-    metric: str = "val_top1"
-    mode: Literal["max", "min"] = "max"
+    metric: str = Field("val_top1", description="what the scheduler and the report rank by")
+    mode: Literal["max", "min"] = Field("max", description="whether higher metric is better")
     trial: TrialResources = TrialResources()
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the cluster fits")
     scheduler: SchedulerSpec | None = None

@@ -1,0 +1,39 @@
+"""Sphinx configuration of the docs site: Markdown pages (MyST), built strictly by `make docs`.
+
+`make docs` runs `sphinx-build -W --keep-going -n`: every warning fails the build, including a
+broken cross-reference, a missing target and a page that is in no table of contents.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))  # the config reference directive (vfn_config.py)
+
+import vfn  # noqa: E402  (after the path set-up above: the package's version, one source)
+
+project = "video-focalnets"
+author = "the video-focalnets authors"
+release = version = vfn.__version__
+
+extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "vfn_config"]
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3  # `page.md#a-section` links resolve (and are checked)
+
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+autodoc_mock_imports: list[str] = []
+
+html_theme = "alabaster"
+html_title = f"video-focalnets {release}"
+html_theme_options = {"description": "Video-FocalNets on Ray: train, evaluate, sweep, compare", "fixed_sidebar": True}
+html_static_path: list[str] = []
+
+# nitpicky (-n) for our own objects; torch and the standard library have no inventory here (no
+# network at build time), so their types stay plain text
+nitpick_ignore_regex = [("py:class", r"(torch|collections|os|typing|numpy)\..*"), ("py:class", r"(nn\.)?Module")]
