@@ -12,11 +12,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))  # the config reference directive (vfn_config.py)
 
-import vfn  # noqa: E402  (after the path set-up above: the package's version, one source)
+from vfn import installed_version  # noqa: E402
 
 project = "video-focalnets"
 author = "the video-focalnets authors"
-release = version = vfn.__version__
+release = version = installed_version()  # pyproject.toml's
 
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "vfn_config"]
 source_suffix = {".md": "markdown"}

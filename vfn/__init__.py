@@ -13,4 +13,16 @@ One package per concern; each outside system has one owner:
   commands    the `vfn` subcommands; `vfn.cli` routes to them
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+
+def installed_version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source); `0+unknown` in a
+    source tree that was never installed (e.g. on `PYTHONPATH` only)."""
+    try:
+        return importlib.metadata.version("video-focalnets")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = installed_version()

@@ -17,6 +17,7 @@ import importlib
 import sys
 from types import ModuleType
 
+from vfn import installed_version
 from vfn.errors import ConfigError
 
 # command -> (module, one-line help)
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("vfn.commands.compare", "compare MLflow runs side by side"),
     "data": ("vfn.commands.data", "manifests, Parquet shards, synthetic dataset"),
     "flops": ("vfn.commands.flops", "parameters and GFLOPs per view of a model"),
+    "models": ("vfn.commands.models", "the model zoo and the paper's released checkpoints"),
     "bench": ("vfn.commands.bench", "benchmarks (data, model, train)"),
 }
 
@@ -38,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main_parser() -> argparse.ArgumentParser:
     """`vfn`'s own parser: the list of commands (for `vfn --help` and unknown-command errors)."""
     parser = argparse.ArgumentParser(prog="vfn", description="Video-FocalNets experiment platform")
+    parser.add_argument("--version", action="version", version=f"vfn {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)

@@ -4,7 +4,7 @@ every video counted once across workers; printed and logged to MLflow.
 CHECKPOINT is a vfn run (or one of its checkpoints), whose saved config describes it, a run's MLflow
 model (`runs:/<run id>/model`, `models:/NAME/VERSION`, from `--tracking-uri`), or released
 weights / a plain state dict, described by `--config EXPERIMENT.yaml` and/or `--model NAME` and
-`key=value` overrides (e.g. `vfn eval videofocalnet_k400_t.pth --data val --config experiments/k400_tiny.yaml`).
+`key=value` overrides (e.g. `vfn eval video-focalnet_tiny_k400.pth --data val --config experiments/k400_tiny.yaml`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from .weights import (
     read_state_dict,
     save_released_weights,
 )
-from .zoo import ZOO, create_model
+from .zoo import RELEASED, ZOO, ReleasedCheckpoint, create_model
 
 __all__ = [
     "COMPILE_MODES",
@@ -23,6 +23,8 @@ __all__ = [
     "DESIGNS",
     "TEMPORAL_INITS",
     "ZOO",
+    "RELEASED",
+    "ReleasedCheckpoint",
     "WeightsError",
     "InflationReport",
     "TransferReport",
