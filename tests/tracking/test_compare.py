@@ -23,8 +23,15 @@ def test_compare_two_runs_and_the_missing_store(tmp_path, monkeypatch, capsys):
     args = argparse.Namespace(runs=[], metric="epoch/val_top1", filter="", tracking_uri=None, out="c.png",
                               format="table", all_params=False, mode=None)
     assert compare_command.run(args) == 2
-    assert f"no MLflow store at {tmp_path / 'mlflow.db'}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"no MLflow store at {tmp_path / 'mlflow.db'}; give --tracking-uri" in err
     assert not (tmp_path / "mlflow.db").exists()
+    # after `make quickstart` the store is in its work directory: the line names it
+    (tmp_path / "quickstart_run").mkdir()
+    (tmp_path / "quickstart_run" / "mlflow.db").write_bytes(b"")
+    assert compare_command.run(args) == 2
+    assert "stores here: --tracking-uri sqlite:///quickstart_run/mlflow.db" in capsys.readouterr().err
+    (tmp_path / "quickstart_run" / "mlflow.db").unlink()
 
     for design, top1 in (("parallel", 0.6), ("spatial", 0.4)):
         cfg = load_config(None, [f"output.root={tmp_path}", f"output.name={design}", f"model.design={design}",

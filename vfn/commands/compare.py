@@ -21,13 +21,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="whether a higher metric is better (default: min for losses, else max)")
 
 
+def where_to_look(workdir: Path = Path(".")) -> str:
+    """The stores under `workdir` that `vfn quickstart` or `vfn train` wrote (`*/mlflow.db`), as the
+    --tracking-uri to give; else the flag alone."""
+    found = sorted(workdir.glob("*/mlflow.db"))[:3]
+    if not found:
+        return "give --tracking-uri (or set $MLFLOW_TRACKING_URI)"
+    return "stores here: " + ", ".join(f"--tracking-uri sqlite:///{p}" for p in found)
+
+
 def run(args: argparse.Namespace) -> int:
     from vfn.tracking.compare import CompareError, compare
     from vfn.tracking.runs import default_tracking_uri, sqlite_path
 
     uri = args.tracking_uri or default_tracking_uri(".")
     if (db := sqlite_path(uri)) is not None and not db.is_file():  # MLflow would create an empty store there
-        print(f"vfn compare: no MLflow store at {db} (use --tracking-uri)", file=sys.stderr)
+        print(f"vfn compare: no MLflow store at {db}; {where_to_look()}", file=sys.stderr)
         return 2
     try:
         result = compare(uri, args.runs, args.metric, args.filter, Path(args.out), fmt=args.format,
