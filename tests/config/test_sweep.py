@@ -7,7 +7,9 @@ import math
 import re
 
 import pytest
+import yaml
 
+from tests.support import REPO
 from vfn.config.sweep import load_sweep
 from vfn.errors import ConfigError
 from vfn.training.build import model_cost
@@ -137,3 +139,24 @@ def test_model_cost_of_a_config_matches_flops_counter(tmp_path):
     model = create_model("videofocalnet_tiny", design="joint", embed_dim=8, depths=[1, 1, 1, 1], num_classes=8,
                          num_frames=cfg.data.num_frames, img_size=32)
     assert model_cost(cfg) == pytest.approx(count_flops(model, cfg.data.num_frames, 32))
+
+
+def test_the_trials_a_sweep_would_run_are_listed_before_ray(capsys):
+    """`vfn ablate --dry-run`: every grid crossed with the seeds (as many as Tune will run), a
+    sampled dimension shown as its distribution; nothing starts."""
+    from vfn.cli import main
+    from vfn.config.sweep import load_sweep, trial_settings
+
+    spec, _ = load_sweep(REPO / "experiments" / "sweeps" / "quickstart_lr_asha.yaml")
+    settings = trial_settings(spec)
+    assert len(settings) == spec.trial_count
+    assert {s["optim.lr"] for s in settings} == {"loguniform[0.0003, 0.005]"}
+    assert main(["ablate", str(REPO / "experiments" / "ablations" / "design_synthetic.yaml"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    spec, _ = load_sweep(REPO / "experiments" / "ablations" / "design_synthetic.yaml")
+    assert lines[0].startswith(f"ablate '{spec.name}': {spec.trial_count} trials")
+    assert len(lines) == 1 + spec.trial_count and "model.design=spatial" in "\n".join(lines)
+    assert main(["sweep", str(REPO / "experiments" / "sweeps" / "quickstart_lr_asha.yaml"), "--print-config",
+                 "optim.epochs=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["sweep"]["name"] == "quickstart-lr-asha" and printed["base"]["optim"]["epochs"] == 3

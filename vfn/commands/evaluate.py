@@ -26,27 +26,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".", help="where Ray storage (and a fallback MLflow store) go")
     parser.add_argument("--no-mlflow", action="store_true", help="print only")
     parser.add_argument("--address", default=None, help="Ray cluster address")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the config the evaluation would use (the run's, or --config/--model with the "
+                        "overrides) and exit, before Ray")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store of runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vfn.evaluation.driver import run_evaluation
     from vfn.evaluation.metrics import EvaluationCountError
     from vfn.model.weights import WeightsError
     from vfn.training.checkpoints import RunCheckpointError
 
-    init = {"log_to_driver": False, **({"address": args.address} if args.address else {})}
     try:
-        res, info = run_evaluation(args.checkpoint, args.data, overrides=args.overrides, config_file=args.config,
-                                   model=args.model, workdir=args.workdir,
-                                   num_workers=args.workers, use_ema=args.ema, log_to_mlflow=not args.no_mlflow,
-                                   ray_init_kwargs=init, tracking_uri=args.tracking_uri)
+        return print_config(args) if args.print_config else evaluate(args)
     except (RunCheckpointError, WeightsError, EvaluationCountError) as e:
         print(f"vfn eval: {e}", file=sys.stderr)
         return 2
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from vfn.evaluation.driver import run_evaluation
+
+    init = {"log_to_driver": False, **({"address": args.address} if args.address else {})}
+    res, info = run_evaluation(args.checkpoint, args.data, overrides=args.overrides, config_file=args.config,
+                               model=args.model, workdir=args.workdir,
+                               num_workers=args.workers, use_ema=args.ema, log_to_mlflow=not args.no_mlflow,
+                               ray_init_kwargs=init, tracking_uri=args.tracking_uri)
     print(f"{info['checkpoint']} ({info['views']} views, {info['seconds']:.0f} s)")
     print(res.summary())
     if info.get("mlflow_run_id"):
         print(f"logged to MLflow run {info['mlflow_run_id']} ({info['tracking_uri']})")
+    return 0
+
+def print_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vfn.evaluation.driver import eval_source
+
+    source = eval_source(args.checkpoint, args.data, args.overrides, args.config, args.model, args.tracking_uri,
+                         args.workdir)
+    cfg = source.cfg.with_overrides({"scaling.num_workers": args.workers}) if args.workers else source.cfg
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0

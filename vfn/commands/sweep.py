@@ -17,6 +17,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, help="Ray cluster address (default: local or RAY_ADDRESS)")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray's and Tune's own output here instead of in the sweep's ray.log")
+    parser.add_argument("--dry-run", action="store_true", help="list the trials it would run and exit (no Ray)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved spec and base experiment and exit")
+
+
+def print_trials(spec, kind: str) -> None:
+    from vfn.config.sweep import trial_settings
+
+    settings = trial_settings(spec)
+    keys = list(settings[0])
+    print(f"{kind} '{spec.name}': {len(settings)} trials, {spec.trial.num_workers} worker(s) each; "
+          f"ranked by {spec.metric} ({spec.mode})")
+    for i, setting in enumerate(settings, 1):
+        print(f"  {i:3d}  " + "  ".join(f"{k}={setting[k]}" for k in keys))
 
 
 def run(args: argparse.Namespace, kind: str = KIND) -> int:
@@ -25,6 +39,14 @@ def run(args: argparse.Namespace, kind: str = KIND) -> int:
     from vfn.tuning.sweep import run_sweep
 
     spec, base = load_sweep(args.spec, args.overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump({"sweep": spec.model_dump(mode="json"), "base": base.to_dict()}, sort_keys=False), end="")
+        return 0
+    if args.dry_run:
+        print_trials(spec, kind)
+        return 0
     make_plan(base)  # before Ray starts: the shards and weights every trial reads exist and give full batches
     result = run_sweep(spec, base, kind=kind, ray_init_kwargs={"address": args.address} if args.address else None,
                        verbose=args.verbose)

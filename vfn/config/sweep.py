@@ -19,6 +19,7 @@ values are checked per trial, so an impossible combination fails that trial only
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,6 +113,17 @@ class SweepSpec(BaseModel):
         for dim in self.space.values():
             count *= len(dim.grid) if dim.grid is not None else 1
         return count
+
+
+def trial_settings(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The settings Tune will run, before it runs them (`vfn sweep --dry-run`): every grid crossed
+    with every other and the seeds, `num_samples` times; a sampled dimension shows as its
+    distribution (`loguniform[0.0001, 0.01]`), Tune draws the values."""
+    grids = {k: d.grid for k, d in spec.space.items() if d.grid is not None}
+    sampled = {k: f"{d.kind}{list(getattr(d, d.kind))}" for k, d in spec.space.items() if d.grid is None}
+    crossed = [dict(zip(grids, values)) for values in itertools.product(*grids.values())]
+    return [{**sampled, "seed": seed, **setting}  # a `seed` in the space wins, as in the trials
+            for _ in range(spec.num_samples) for setting in crossed for seed in spec.seeds]
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, ExperimentConfig]:
