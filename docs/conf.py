@@ -31,7 +31,8 @@ autodoc_mock_imports: list[str] = []
 
 html_theme = "alabaster"
 html_title = f"video-focalnets {release}"
-html_theme_options = {"description": "Video-FocalNets on Ray: train, evaluate, sweep, compare", "fixed_sidebar": True}
+html_theme_options = {"description": "Video-FocalNets on Ray: train, evaluate, sweep, compare", "fixed_sidebar": True,
+                      "page_width": "1400px", "body_max_width": "none"}  # the reference tables are wide
 html_static_path: list[str] = []
 
 # nitpicky (-n) for our own objects; torch and the standard library have no inventory here (no
