@@ -16,6 +16,7 @@ from vfn import installed_version  # noqa: E402
 
 project = "video-focalnets"
 author = "the video-focalnets authors"
+copyright = f"2026, {author}"
 release = version = installed_version()  # pyproject.toml's
 
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "vfn_config"]
