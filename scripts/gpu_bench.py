@@ -29,7 +29,7 @@ FRACTION_OF_MEMORY = 0.8  # headroom for the allocator's fragmentation and compi
 def bench_args(model: str, batch: int, mode: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    argv = ["--model", model, "--batch", str(batch), "--dtype", "bfloat16", "--repeats", "10", "--device", "cuda"]
+    argv = ["--model", model, "--batch-size", str(batch), "--dtype", "bfloat16", "--repeats", "10", "--device", "cuda"]
     return parser.parse_args(argv + ([] if mode == "eager" else ["--compile", "--compile-mode", mode]))
 
 

@@ -62,3 +62,25 @@ def test_commands_with_subcommands_or_pass_through_options_still_parse(capsys):
     with pytest.raises(SystemExit) as e:
         bench.run(args)
     assert e.value.code == 0 and "usage: vfn bench model" in capsys.readouterr().out
+
+
+def test_one_spelling_per_flag_and_the_former_ones_still_parse(capsys):
+    """`--input-size` and `--batch-size` everywhere; `--size` and `--batch` parse for a release,
+    hidden from --help."""
+    for flag in ("--input-size", "--size"):
+        args, _ = cli.parse_args(["flops", "videofocalnet_tiny", flag, "64"])
+        assert args.input_size == 64
+    args, _ = cli.parse_args(["flops", "videofocalnet_tiny"])
+    assert args.input_size == 224  # the hidden spelling does not blank the default
+    args, _ = cli.parse_args(["predict", "clip.mp4", "--size", "112"])
+    assert args.input_size == 112
+    parser, _ = cli.command_parser("flops")
+    assert "--input-size" in parser.format_help() and "--size" not in parser.format_help()
+    import argparse
+
+    from vfn.commands.bench import model as bench_model
+
+    parser = argparse.ArgumentParser()
+    bench_model.add_arguments(parser)
+    assert parser.parse_args(["--batch", "3", "--size", "32"]).batch_size == 3
+    assert parser.parse_args(["--batch-size", "2"]).input_size == 224

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vfn.commands import former_spelling
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="a video file (mp4, mkv, avi, mov, ...)")
@@ -25,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampling", choices=("segment", "dense"), default="segment",
                         help="released weights: one frame per segment, as the released code samples")
     parser.add_argument("--interval", type=int, default=4, help="frame interval (dense sampling only)")
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--input-size", type=int, default=224, help="input height = width (default 224)")
+    former_spelling(parser, "--size", "input_size")
     parser.add_argument("--num-classes", type=int, default=None, help="default: from --labels, else 400")
     parser.add_argument("--views", default="1x1", help="clips x crops, e.g. 4x3 (default 1x1)")
     parser.add_argument("--top", type=int, default=5)
@@ -68,7 +71,7 @@ def predict(args: argparse.Namespace) -> list[tuple[int, str, float]]:
         labels = labels or names
     else:
         spec = ClipSpec(num_frames=args.frames, frame_interval=args.interval, sampling=args.sampling,
-                        input_size=args.size, num_clips=clips, num_crops=crops)
+                        input_size=args.input_size, num_clips=clips, num_crops=crops)
     num_classes = model.num_classes
     if labels is not None and len(labels) != num_classes:
         raise ValueError(f"--labels lists {len(labels)} classes, the model has {num_classes}")
@@ -107,7 +110,7 @@ def load_model(args: argparse.Namespace, labels: list[str] | None):
             model.load_state_dict(state["model"])
             return model, cfg, None
     num_classes = args.num_classes or (len(labels) if labels else 400)
-    model = vm.create_model(args.model, num_classes=num_classes, num_frames=args.frames, img_size=args.size,
+    model = vm.create_model(args.model, num_classes=num_classes, num_frames=args.frames, img_size=args.input_size,
                             design=args.design)
     if args.checkpoint:
         vm.load_released_weights(model, args.checkpoint)

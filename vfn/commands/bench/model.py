@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.benchmark import Timer
 
+from vfn.commands import former_spelling
 from vfn.model.compiling import COMPILE_MODES, compile_ahead
 
 JSON_KEYS = ("model", "batch", "frames", "size", "dtype", "device", "train_clips_per_s", "infer_clips_per_s", "mfu",
@@ -40,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="videofocalnet_tiny")
     parser.add_argument("--design", default="parallel")
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=1)
+    former_spelling(parser, "--size", "input_size")
+    former_spelling(parser, "--batch", "batch_size")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per step (after warm-up runs)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
@@ -93,11 +96,11 @@ def benchmark(args: argparse.Namespace) -> dict:
     from vfn.model.zoo import create_model
 
     device = torch.device(args.device)
-    model = create_model(args.model, design=args.design, num_frames=args.frames, img_size=args.size,
+    model = create_model(args.model, design=args.design, num_frames=args.frames, img_size=args.input_size,
                          embed_dim=args.embed_dim, depths=args.depths,
                          grad_checkpointing=args.grad_checkpointing).to(device)
-    params, gmacs = count_flops(model, args.frames, args.size)
-    x = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
+    params, gmacs = count_flops(model, args.frames, args.input_size)
+    x = torch.randn(args.batch_size, args.frames, 3, args.input_size, args.input_size, device=device)
     dtype = getattr(torch, args.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
@@ -123,12 +126,13 @@ def benchmark(args: argparse.Namespace) -> dict:
     peak = args.peak_tflops or peak_tflops(device, args.dtype)
     model_tflop = 2 * gmacs / 1e3  # per clip, forward
     return {
-        "model": args.model, "batch": args.batch, "frames": args.frames, "size": args.size, "dtype": args.dtype,
+        "model": args.model, "batch": args.batch_size, "frames": args.frames, "size": args.input_size,
+        "dtype": args.dtype,
         "device": str(device),
-        "train_clips_per_s": args.batch / train_s,
-        "infer_clips_per_s": args.batch / infer_s,
-        "mfu": 3 * model_tflop * args.batch / train_s / peak if peak else None,
-        "infer_mfu": model_tflop * args.batch / infer_s / peak if peak else None,
+        "train_clips_per_s": args.batch_size / train_s,
+        "infer_clips_per_s": args.batch_size / infer_s,
+        "mfu": 3 * model_tflop * args.batch_size / train_s / peak if peak else None,
+        "infer_mfu": model_tflop * args.batch_size / infer_s / peak if peak else None,
         "peak_tflops": peak,
         "compiled": bool(compiled and compiled.compiled),
         "compile_s": max(compiled.seconds - train_s - infer_s, 0.0) if compiled else None,
@@ -140,7 +144,8 @@ def benchmark(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     r = benchmark(args)
     device = torch.device(r["device"])
-    print(f"{args.model} design={args.design} {args.batch}x{args.frames}x{args.size}x{args.size} on {device} "
+    clip = f"{args.frames}x{args.input_size}x{args.input_size}"
+    print(f"{args.model} design={args.design} {args.batch_size}x{clip} on {device} "
           f"({args.dtype}{', compiled' if r['compiled'] else ''}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads)")
     print(f"params {r['params_m']:.2f} M, {r['gmacs']:.1f} GMACs = {2 * r['gmacs']:.1f} GFLOPs per view")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from vfn.commands import former_spelling
 from vfn.data.video import ClipSpec
 
 
@@ -27,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--input-size", type=int, default=64)
+    former_spelling(parser, "--size", "input_size")
     parser.add_argument("--embed-dim", type=int, default=24)
     parser.add_argument("--depths", type=int, nargs=4, default=[1, 1, 2, 1])
     parser.add_argument("--threads", type=int, default=1, help="torch threads in both loops")
@@ -47,7 +49,7 @@ def bench_config(args, num_classes: int):
 
     raw = {
         "model": {"embed_dim": args.embed_dim, "depths": args.depths, "drop_path_rate": 0.0, "compile": args.compile},
-        "data": {"num_classes": num_classes, "num_frames": args.frames, "input_size": args.size},
+        "data": {"num_classes": num_classes, "num_frames": args.frames, "input_size": args.input_size},
         "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_scale_batch": None, "epochs": 1000, "warmup_epochs": 1,
                   "warmup_lr": 1e-5, "min_lr": 1e-5, "batch_size": args.batch_size, "clip_grad": 5.0},
         "scaling": {"num_workers": 1, "cpus_per_worker": args.worker_cpus, "use_gpu": False},
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = bench_config(args, num_classes=int(max(labels)) + 1)
         plan = bench_plan(cfg, len(labels))
         print(f"model: videofocalnet_tiny embed {args.embed_dim} depths {args.depths}, "
-              f"clips {args.frames}x{args.size}^2, "
+              f"clips {args.frames}x{args.input_size}^2, "
               f"batch {cfg.optim.batch_size} x {cfg.optim.accum_steps} accumulated, {args.threads} torch thread(s); "
               f"{args.steps} timed micro-batches after {args.warmup}{'; compiled ahead' if args.compile else ''}")
         batches = decoded_batches(files, cfg, min(args.warmup + args.steps, 64))
