@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vfn import cli
@@ -84,3 +86,30 @@ def test_one_spelling_per_flag_and_the_former_ones_still_parse(capsys):
     bench_model.add_arguments(parser)
     assert parser.parse_args(["--batch", "3", "--size", "32"]).batch_size == 3
     assert parser.parse_args(["--batch-size", "2"]).input_size == 224
+
+
+def test_predict_takes_the_checkpoint_first_as_eval_does(capsys):
+    """`vfn predict CHECKPOINT VIDEO`, like `vfn eval CHECKPOINT`; VIDEO alone is the random-weights smoke
+    test; the former `VIDEO --checkpoint CHECKPOINT` parses to the same, hidden from --help."""
+    from vfn.commands.predict import checkpoint_and_video
+
+    for argv in (["predict", "run_dir", "clip.mp4"], ["predict", "clip.mp4", "--checkpoint", "run_dir"],
+                 ["predict", "--checkpoint", "run_dir", "clip.mp4", "--top", "3"]):
+        args, _ = cli.parse_args(argv)
+        assert checkpoint_and_video(args) == ("run_dir", "clip.mp4"), argv
+    assert checkpoint_and_video(cli.parse_args(["predict", "clip.mp4"])[0]) == (None, "clip.mp4")
+    assert cli.main(["predict", "a.pth", "clip.mp4", "--checkpoint", "b.pth"]) == 2
+    assert capsys.readouterr().err.strip() == "vfn predict: two checkpoints: a.pth and --checkpoint b.pth"
+    assert cli.main(["predict"]) == 2
+    assert "vfn predict CHECKPOINT VIDEO" in capsys.readouterr().err
+    parser, _ = cli.command_parser("predict")
+    assert "--checkpoint" not in parser.format_help() and "[CHECKPOINT] VIDEO" in parser.format_help()
+
+
+@pytest.mark.parametrize("argv", [["data", "synth"], ["data", "shard"], ["eval"], ["bench", "encoding"]])
+def test_workers_means_one_thing_in_every_command(argv, capsys):
+    """`--workers N`: how many processes the command runs its work on side by side, in every command."""
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"--workers \S+ processes [\w -]+ side by side", help_text), help_text

@@ -97,12 +97,14 @@ def test_vfn_predict_takes_a_registered_model(logged, capsys):
     from vfn.cli import main
 
     video = VIDEOS / "kinetics_yoga.mp4"
-    args = ["predict", str(video), "--checkpoint", "models:/vfn-micro/1", "--tracking-uri", logged["uri"], "--top", "4"]
+    args = ["predict", "models:/vfn-micro/1", str(video), "--tracking-uri", logged["uri"], "--top", "4"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in CLASSES), out  # names from the model's metadata
 
-    assert main(args[:2] + ["--checkpoint", "models:/no-such-model/1", "--tracking-uri", logged["uri"]]) == 2
+    # the former spelling (VIDEO --checkpoint CHECKPOINT) still reaches the same checkpoint
+    former = ["predict", str(video), "--checkpoint", "models:/no-such-model/1", "--tracking-uri", logged["uri"]]
+    assert main(former) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("vfn predict: models:/no-such-model/1: no such MLflow model in sqlite:///"), last
 

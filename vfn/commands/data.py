@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video")
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--workers", type=int, default=2, help="encoding processes")
+    p.add_argument("--workers", type=int, default=2, help="processes writing videos side by side (default 2)")
     p.add_argument("--style", choices=["cluttered", "simple", "simple-any"], default="cluttered",
                    help="cluttered: gradient background, distractors, small objects, random motion start/stop; "
                         "simple: bright objects on a plain dark background, larger, moving over the whole clip; "
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--full-probe", action="store_true",
                    help="decode every frame while probing (default: first, middle and last frame)")
     p.add_argument("--workers", type=int, default=None,
-                   help="local probing/re-encoding processes (default: CPU count, max 8)")
+                   help="processes probing and re-encoding side by side (default: CPU count, max 8)")
     p.add_argument("--short-side", type=int, default=None,
                    help=f"re-encode with this short side (default {DEFAULT.short_side}; never upscales; "
                         "0 keeps the resolution)")

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.num_clips=4 eval.num_crops=3")
     parser.add_argument("--config", default=None, help="released weights: the experiment file describing them")
     parser.add_argument("--model", default=None, help="released weights: the zoo model (e.g. videofocalnet_tiny)")
-    parser.add_argument("--workers", type=int, default=None, help="Ray Train workers (default: as trained)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes evaluating side by side, as Ray Train workers (default: as trained)")
     parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
     parser.add_argument("--workdir", default=".", help="where Ray storage (and a fallback MLflow store) go")
     parser.add_argument("--no-mlflow", action="store_true", help="print only")

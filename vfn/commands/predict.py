@@ -1,10 +1,12 @@
-"""`vfn predict VIDEO --checkpoint CKPT [--labels labels.csv]`: top-5 classes for one video file.
+"""`vfn predict CHECKPOINT VIDEO [--labels labels.csv]`: top-5 classes for one video file.
 
-CKPT is a vfn training checkpoint (its saved config gives model, frames, size and classes), an
-MLflow model of a run (`runs:/<run id>/model`, `models:/NAME/VERSION`; from `--tracking-uri`, default
-$MLFLOW_TRACKING_URI, else `vfn train`'s local store ./mlflow.db), or a released Video-FocalNet
-checkpoint (then `--model/--frames/--size/--num-classes` describe it).
-Without --checkpoint the zoo model runs with random weights (a smoke test of the whole path).
+The checkpoint comes first, as in `vfn eval CHECKPOINT`. CHECKPOINT is a vfn training checkpoint or
+run directory (its saved config gives model, frames, size and classes), an MLflow model of a run
+(`runs:/<run id>/model`, `models:/NAME/VERSION`; from `--tracking-uri`, default $MLFLOW_TRACKING_URI,
+else `vfn train`'s local store ./mlflow.db), or a released Video-FocalNet checkpoint (then
+`--model/--frames/--input-size/--num-classes` describe it).
+With VIDEO alone the zoo model runs with random weights (a smoke test of the whole path). The former
+spelling `vfn predict VIDEO --checkpoint CHECKPOINT` still parses, for a release.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from vfn.commands import former_spelling
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="a video file (mp4, mkv, avi, mov, ...)")
-    parser.add_argument("--checkpoint", default=None, help="vfn checkpoint / run directory, or released weights")
+    parser.usage = "vfn predict [-h] [CHECKPOINT] VIDEO [options]"
+    parser.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
+                        help="a vfn run directory or checkpoint, an MLflow model (runs:/<run id>/model, "
+                             "models:/NAME/VERSION), or released weights (with --model, --frames, ...); "
+                             "left out: random weights")
+    parser.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (mp4, mkv, avi, mov, ...)")
+    parser.add_argument("--checkpoint", dest="former_checkpoint", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--labels", default=None, help="class-name CSV (default: the checkpoint's data.labels)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store of runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
@@ -34,8 +41,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=5)
 
 
+def checkpoint_and_video(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(CHECKPOINT or None, VIDEO) from `CHECKPOINT VIDEO`, `VIDEO` alone or the former `VIDEO --checkpoint X`."""
+    if args.checkpoint is None:
+        raise ValueError("give a VIDEO (and the CHECKPOINT before it): vfn predict CHECKPOINT VIDEO")
+    if args.video is None:
+        return args.former_checkpoint, args.checkpoint
+    if args.former_checkpoint:
+        raise ValueError(f"two checkpoints: {args.checkpoint} and --checkpoint {args.former_checkpoint}")
+    return args.checkpoint, args.video
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        args.checkpoint, args.video = checkpoint_and_video(args)
         rows = predict(args)
     except (ValueError, RuntimeError, OSError) as e:  # ConfigError, RunCheckpointError, CorruptVideoError, ...
         print(f"vfn predict: {e}", file=sys.stderr)
@@ -115,5 +134,5 @@ def load_model(args: argparse.Namespace, labels: list[str] | None):
     if args.checkpoint:
         vm.load_released_weights(model, args.checkpoint)
     else:
-        print(f"vfn predict: no --checkpoint, {args.model} has random weights", file=sys.stderr)
+        print(f"vfn predict: no CHECKPOINT, {args.model} has random weights", file=sys.stderr)
     return model, None, None

@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoding", action="append", default=None, metavar="KEY=VALUE[,KEY=VALUE]",
                         help="an encoding to compare with the original bytes, as Encoding fields (crf=18,"
                              "tune=none,...); repeatable. Default: the default encoding of `vfn data shard`")
-    parser.add_argument("--workers", type=int, default=2, help="training processes, one thread each (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes training side by side, one thread each (default 2)")
     parser.add_argument("--workdir", default=None, help="keep the data, shards and image weights here (reused)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON to PATH")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="experiment overrides of the recipe")
