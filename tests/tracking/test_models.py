@@ -149,3 +149,20 @@ def test_registering_needs_logging():
 
     with pytest.raises(ConfigError, match="tracking.register_as registers the logged model"):
         config_from_dict({"tracking": {"register_as": "x", "log_model": False}})
+
+
+def test_mlflows_warning_against_pickle_is_dropped_while_logging_only(caplog):
+    """Pickling is chosen on purpose (the module's docstring says why): MLflow's notice against it
+    would end every run's output with a warning about a decision the user did not make."""
+    import logging
+
+    from vfn.tracking.models import without_pickle_notice
+
+    notice = "Saving pytorch model by Pickle or CloudPickle format requires exercising caution"
+    logger = logging.getLogger("mlflow.pytorch")
+    with caplog.at_level(logging.WARNING, logger="mlflow.pytorch"):
+        with without_pickle_notice():
+            logger.warning(notice)
+            logger.warning("another warning")
+        logger.warning(notice)
+    assert [r.getMessage() for r in caplog.records] == ["another warning", notice]

@@ -203,10 +203,11 @@ def test_corrupt_training_videos_over_budget_stop_the_run_in_one_line(ray_sessio
     assert runs[0].data.metrics["epoch/train_corrupt"] >= 3
 
 
-def test_a_run_started_with_another_config_is_refused_and_never_taken_as_finished(tmp_path):
+def test_a_run_started_with_another_config_is_refused_and_never_taken_as_finished(tmp_path, monkeypatch):
     """No Ray: the saved config decides both whether a re-run may continue and whether it is done."""
     from vfn.config.load import load_config
     from vfn.errors import ConfigError
+    from vfn.training import driver
     from vfn.training.checkpoints import write_run_index
     from vfn.training.driver import finished_result, prepare_run_dir
     from vfn.training.step import Plan
@@ -223,5 +224,10 @@ def test_a_run_started_with_another_config_is_refused_and_never_taken_as_finishe
     assert finished_result(changed, plan, 0.0) is None
     with pytest.raises(ConfigError, match=r"was started with another config \(.*optim.lr"):
         prepare_run_dir(changed)
+    # `vfn train` refuses it before Ray starts (no 5 s of start-up for a one-line refusal)
+    monkeypatch.setattr(driver, "make_plan", lambda c: plan)  # there are no shards to count here
+    monkeypatch.setattr(driver, "init_ray", lambda *a, **k: pytest.fail("Ray started before the refusal"))
+    with pytest.raises(ConfigError, match="output.name=NEW_NAME"):
+        driver.run_training(changed)
     # how the same computation runs may change (e.g. continuing eagerly after compilation failed)
     assert prepare_run_dir(cfg.with_overrides({"model.compile": True, "model.compile_mode": "max-autotune"}))

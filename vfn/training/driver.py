@@ -103,9 +103,9 @@ def runs_location(cfg: ExperimentConfig) -> str:
     return storage.join(storage.absolute(cfg.output.root), "runs")
 
 
-def prepare_run_dir(cfg: ExperimentConfig) -> str:
-    """`<root>/runs/<name>` (a path or a URI), with the resolved config; refuses to continue a run
-    configured differently."""
+def check_same_config(cfg: ExperimentConfig) -> str:
+    """`<root>/runs/<name>` (a path or a URI); refuses, in one line, a run directory whose run was
+    started with another config (a pre-flight check: before Ray starts)."""
     runs = runs_location(cfg)
     run_dir = storage.join(runs, cfg.output.name)
     if changes := config_changes(run_dir, cfg):
@@ -114,6 +114,13 @@ def prepare_run_dir(cfg: ExperimentConfig) -> str:
             f"run '{cfg.output.name}' in {runs} was started with another config ({changes[0]}{more}); "
             f"to continue it use the same settings, to start anew pass output.name=NEW_NAME"
         )
+    return run_dir
+
+
+def prepare_run_dir(cfg: ExperimentConfig) -> str:
+    """`<root>/runs/<name>` (a path or a URI), with the resolved config; refuses to continue a run
+    configured differently."""
+    run_dir = check_same_config(cfg)
     storage.make_dirs(run_dir)
     storage.write_text(storage.join(run_dir, CONFIG_FILE), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return run_dir
@@ -154,6 +161,7 @@ def run_training(
         print(f"vfn train: fine-tuning from {cfg.model.finetune_from}: {transfer.summary()}", flush=True)
     if cfg.tracking.enabled:
         tracking.check_tracking_server(tracking.tracking_uri(cfg))  # before anything is written or spent
+    check_same_config(cfg)
     if not callbacks and (done := finished_result(cfg, plan, t0)) is not None:  # a Tune trial needs its reports
         return done
     fixed = init_ray(ray_init_kwargs)
