@@ -241,6 +241,9 @@ def test_training_on_s3_resumes_after_a_killed_driver_and_evaluates_from_s3(s3_e
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     assert "top-1" in ev.stdout
     assert "eval_top1" in client.get_run(run.info.run_id).data.metrics
+    # its Ray storage sits beside the run in the bucket, not in the working directory
+    assert not (tmp_path / "runs").exists()
+    assert any(k.startswith("work/runs/eval-s3run-") for k in s3_keys("work/runs/"))
 
 
 def _sweep_runs(prefix: str) -> tuple[list[str], list[str]]:

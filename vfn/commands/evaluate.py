@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="processes evaluating side by side, as Ray Train workers (default: as trained)")
     parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
-    parser.add_argument("--workdir", default=".", help="where Ray storage (and a fallback MLflow store) go")
+    parser.add_argument("--workdir", default=".",
+                        help="where released weights' evaluation keeps its Ray storage (a trained run's stays beside "
+                             "the run) and where a fallback MLflow store goes")
     parser.add_argument("--no-mlflow", action="store_true", help="print only")
     parser.add_argument("--address", default=None, help="Ray cluster address")
     parser.add_argument("--print-config", action="store_true",

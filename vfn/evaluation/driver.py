@@ -37,7 +37,7 @@ from vfn.tracking.runs import (
     tracking_uri,
 )
 from vfn.training.build import meta_state_dict
-from vfn.training.checkpoints import RunCheckpointError, find_checkpoint, read_header
+from vfn.training.checkpoints import RunCheckpointError, find_checkpoint, read_header, runs_location
 
 from .metrics import EvalResult, EvaluationCountError
 from .worker import eval_loop_per_worker
@@ -147,13 +147,16 @@ def evaluate_on_ray(source: EvalSource, workdir: str, use_ema: bool, ray_init_kw
     quiet_ray_data()
     gpu = use_gpu(cfg)
     check_resources(cfg, gpu, fixed)
+    # a trained run's evaluation sits beside the run (on S3 too); released weights' under the work directory
+    where = runs_location(cfg.output.root if source.trained else workdir)
+    fs, storage_path = storage.filesystem_and_path(where)
     trainer = TorchTrainer(
         eval_loop_per_worker,
         train_loop_config=dict(cfg=cfg.to_dict(), checkpoint=source.weights, trained=source.trained,
                                num_videos=num_videos, use_ema=use_ema),
         scaling_config=worker_scaling(cfg, gpu),
         run_config=RunConfig(name=f"eval-{cfg.output.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                             storage_path=str(Path(workdir).resolve() / "runs")),
+                             storage_path=storage_path, storage_filesystem=fs if storage.is_remote(where) else None),
         datasets=datasets_for(cfg, splits=("val",)),
         dataset_config=SplitDataConfig(),
     )

@@ -103,3 +103,8 @@ def find_checkpoint(path: str | Path, which: str = "best") -> str:
         if storage.is_file(f := storage.join(directory, CHECKPOINT_FILE)):
             return f
     raise RunCheckpointError(f"{p}: no {CHECKPOINT_FILE} here, and no checkpoint_*/ directories (is it a vfn run?)")
+
+
+def runs_location(output_root: str) -> str:
+    """`<output.root>/runs`: Ray Train's storage path, one directory per run (and per evaluation of one)."""
+    return storage.join(storage.absolute(output_root), "runs")

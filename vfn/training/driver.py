@@ -37,7 +37,7 @@ from vfn.tracking.figures import save_figure
 from vfn.tracking.models import MODEL_NAME, log_best_model
 
 from .build import finetune_transfer, model_cost
-from .checkpoints import CHECKPOINT_FILE, read_run_index, write_run_index
+from .checkpoints import CHECKPOINT_FILE, read_run_index, runs_location, write_run_index
 from .progress import ProgressBoard, ProgressPrinter
 from .step import Plan
 from .worker import STOP_FILE, WorkerSetup, train_loop_per_worker
@@ -98,15 +98,10 @@ def make_plan(cfg: ExperimentConfig) -> Plan:
     return Plan(n_train, n_val, micro, steps, total, int(round(cfg.optim.warmup_epochs * steps)), cfg.scaled_lr)
 
 
-def runs_location(cfg: ExperimentConfig) -> str:
-    """`<output.root>/runs`: Ray Train's storage path, one directory per run."""
-    return storage.join(storage.absolute(cfg.output.root), "runs")
-
-
 def check_same_config(cfg: ExperimentConfig) -> str:
     """`<root>/runs/<name>` (a path or a URI); refuses, in one line, a run directory whose run was
     started with another config (a pre-flight check: before Ray starts)."""
-    runs = runs_location(cfg)
+    runs = runs_location(cfg.output.root)
     run_dir = storage.join(runs, cfg.output.name)
     if changes := config_changes(run_dir, cfg):
         more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
@@ -207,7 +202,7 @@ def finished_result(cfg: ExperimentConfig, plan: Plan, t0: float) -> TrainResult
     same command again then starts nothing (Ray Train would spend ~20 s restoring the run only to
     find no step left). A run configured differently goes on to `prepare_run_dir`'s refusal. Not
     for sweep trials (Ray Train callbacks given): Tune expects the run's reports."""
-    run_dir = storage.join(runs_location(cfg), cfg.output.name)
+    run_dir = storage.join(runs_location(cfg.output.root), cfg.output.name)
     index = read_run_index(run_dir)
     final = index.get("final_metrics")
     if not final or final.get("global_step") != plan.total_steps or config_changes(run_dir, cfg) != []:
@@ -252,7 +247,7 @@ def build_trainer(cfg: ExperimentConfig, plan: Plan, gpu: bool, loop_config: dic
                   callbacks: list | None, corrupt_ledger=None) -> TorchTrainer:
     """The `TorchTrainer` of a run: its workers, storage (checkpoints next to the run directory,
     through the same pyarrow filesystem: local disk, NFS or s3://) and checkpoint ranking."""
-    fs, runs_path = storage.filesystem_and_path(runs_location(cfg))
+    fs, runs_path = storage.filesystem_and_path(runs_location(cfg.output.root))
     ranking = cfg.output.metric if plan.val_videos else None
     return TorchTrainer(
         train_loop_per_worker,
