@@ -1,4 +1,4 @@
-"""`vfn bench model` over the zoo on a GPU, eager vs compiled, for the README's table (torch + timm only).
+"""`vfn bench model` over the zoo on a GPU, eager vs compiled, for the table in docs/performance.md (torch + timm only).
 
     PYTHONPATH=. python scripts/gpu_bench.py OUT.jsonl [--budget-s 500] [--profile PROFILE.txt]
 

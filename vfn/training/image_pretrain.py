@@ -2,7 +2,7 @@
 the paper inflates its video models from (`vfn pretrain`, then `model.pretrained`).
 
 Why it exists: from scratch, no Video-FocalNet design learns the synthetic set's `cluttered` style at
-laptop scale (objects of either contrast among static distractors; README, design section). What it
+laptop scale (objects of either contrast among static distractors; docs/research.md). What it
 lacks is what ImageNet gives the published models: spatial features that find an object in clutter.
 A micro image FocalNet (timm's, the layout `model.pretrained` reads) trained for ~2 minutes on
 still frames of that style, each labelled with its object's shape and quadrant
