@@ -34,7 +34,10 @@ html_theme = "alabaster"
 html_title = f"video-focalnets {release}"
 html_theme_options = {"description": "Video-FocalNets on Ray: train, evaluate, sweep, compare", "fixed_sidebar": True,
                       "page_width": "1400px", "body_max_width": "none"}  # the reference tables are wide
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+# a block without a language is output (a run's lines, a table), not code to colour
+highlight_language = "none"
 
 # nitpicky (-n) for our own objects; torch and the standard library have no inventory here (no
 # network at build time), so their types stay plain text

@@ -26,7 +26,8 @@ class _StrictModel(BaseModel):
 
 class ModelSection(_StrictModel):
     name: Literal[MODELS] = Field("videofocalnet_tiny", description="the zoo size (Tiny/Small/Base: depths, width)")
-    design: str = Field("parallel", description="the token mixer: one of vfn.config.names.DESIGNS")
+    design: str = Field("parallel", description=f"the token mixer: {', '.join(names.DESIGNS)} (parallel is the "
+                        "published one; vfn.config.names.DESIGNS)")
     embed_dim: int | None = Field(None, gt=0, description="overrides the zoo size (small models)")
     depths: list[int] | None = Field(None, min_length=1, description="overrides the zoo depths")
     drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0,
