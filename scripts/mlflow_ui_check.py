@@ -28,7 +28,7 @@ PAGES = {  # file name -> (the UI's route for the run (MLflow 3), the artifact t
     "run_artifacts.png": ("#/experiments/{exp}/runs/{run}/artifacts", None),
     "learning_curves.png": ("#/experiments/{exp}/runs/{run}/artifacts", "learning_curves.png"),
     "confusion_matrix.png": ("#/experiments/{exp}/runs/{run}/artifacts", "confusion_matrix.png"),
-    "experiment_runs.png": ("#/experiments/{exp}", None),
+    "experiment_runs.png": ("#/experiments/{exp}/runs", None),
 }
 
 
@@ -66,6 +66,18 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 90) -> None:
     sys.exit(f"mlflow ui did not answer at {url} within {seconds:.0f} s")
 
 
+def model_training_view(page) -> None:
+    """MLflow 3.17 opens in its GenAI view with its assistant's panel open; a training platform's user
+    switches to "Model training" (the UI keeps the choice) and closes the panel, as done here."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    with contextlib.suppress(PlaywrightError):
+        page.get_by_text("Model training", exact=True).first.click(timeout=5000)
+    with contextlib.suppress(PlaywrightError):
+        page.get_by_role("button", name="Close", exact=True).first.click(timeout=5000)
+    page.wait_for_timeout(1000)
+
+
 def screenshots(browser: str, urls: dict[str, tuple[str, str | None]], out: Path) -> None:
     """Each page once the network is idle, full height, in MLflow's model-training view."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -74,10 +86,12 @@ def screenshots(browser: str, urls: dict[str, tuple[str, str | None]], out: Path
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
         page = chromium.new_page(viewport={"width": 1500, "height": 1000})
-        for name, (url, artifact) in urls.items():
+        for i, (name, (url, artifact)) in enumerate(urls.items()):
             page.goto(url, wait_until="load", timeout=120_000)
             with contextlib.suppress(PlaywrightTimeout):  # the UI polls (auto-refresh): idle may never come
                 page.wait_for_load_state("networkidle", timeout=20_000)
+            if i == 0:
+                model_training_view(page)
             if artifact:
                 page.get_by_text(artifact, exact=True).first.click()
             page.wait_for_timeout(3000)  # charts and previews draw after their data arrives

@@ -1,4 +1,5 @@
-"""`vfn data {synth,shard,check,info}`: synthetic dataset, Parquet video shards, manifest checks."""
+"""`vfn data {prepare,synth,shard,check,info}`: manifests from a dataset's own annotation files, the
+synthetic dataset, Parquet video shards, manifest checks."""
 
 from __future__ import annotations
 
@@ -7,14 +8,34 @@ import os
 import sys
 from collections import Counter
 
+from vfn.data.datasets import READERS
 from vfn.data.transcode import PRESETS, TUNES, Encoding
 
 DEFAULT = Encoding()
 ENCODING_FLAGS = ("short_side", "keyframe_interval", "crf", "preset", "tune", "chroma_qp_offset", "min_psnr")
 
 
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="manifests with the published label ids from a dataset's annotation files",
+                       description="Write <out>/<split>.csv manifests (path,label; paths relative to --root) with the "
+                                   "label ids of the released checkpoints, <out>/labels.csv and <out>/missing.csv "
+                                   "(annotations whose video is not under --root, with the reason), from the files "
+                                   "the dataset ships: Kinetics CSVs, the SSv2 split JSONs, the Diving-48 split "
+                                   "JSONs, the ActivityNet-1.3 JSON. Then `vfn data shard <out>/train.csv --root "
+                                   "VIDEOS ...`.")
+    p.add_argument("dataset", choices=list(READERS))
+    p.add_argument("annotations", nargs="+", help="the dataset's annotation files (e.g. train.csv validate.csv)")
+    p.add_argument("--root", required=True, help="the directory of the videos (flat, per-class or per-split folders)")
+    p.add_argument("--out", required=True, help="where the manifests go")
+    p.add_argument("--labels", default=None,
+                   help="ssv2: something-something-v2-labels.json; diving48: Diving48_vocab.json (checked against "
+                        "the published class order)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    add_prepare(sub)
 
     p = sub.add_parser("synth", help="write the synthetic temporal-order dataset (H.264 MP4 + manifests)",
                        description="Write a synthetic action dataset whose classes differ only in temporal "
@@ -90,10 +111,22 @@ def run(args: argparse.Namespace) -> int:
     from vfn.data.manifest import ManifestError
 
     try:
-        return {"synth": _synth, "shard": _shard, "check": _check, "info": _info}[args.data_command](args)
+        action = {"prepare": _prepare, "synth": _synth, "shard": _shard, "check": _check, "info": _info}
+        return action[args.data_command](args)
     except (ManifestError, FileNotFoundError, ValueError) as e:
         print(f"vfn data {args.data_command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _prepare(args) -> int:
+    from vfn.data.datasets import prepare
+
+    report = prepare(args.dataset, args.annotations, args.root, args.out, labels_file=args.labels)
+    print(f"{args.dataset}: {report.summary()}")
+    for split in report.per_split:
+        print(f"next: vfn data shard {report.out / f'{split}.csv'} --root {args.root} --out SHARDS/{split} "
+              f"--num-classes {report.classes}")
+    return 0
 
 
 def _synth(args) -> int:

@@ -4,6 +4,8 @@ and a synthetic temporal-order dataset.
 Modules (import what you need; Ray: `pipeline` and the corrupt-video `ledger` it reports to, and
 `ingest` only when packing on a cluster):
   manifest  read_manifest, write_manifest, read_label_names, VideoRecord, ManifestError
+  datasets  prepare: manifests with the published label ids from a dataset's own annotation files
+            (one reader module per dataset; the published class lists in datasets/labels/)
   shards    the shard format and its reading: SCHEMA, list_shards, count_videos, read_metadata, read_encodings
   ingest    writing shards: write_shards, ShardReport (probe, re-encode, pack; locally or as Ray tasks)
   transcode Encoding, transcode (seek-friendly re-encoding while packing, PyAV/libx264)
