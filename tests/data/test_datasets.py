@@ -162,3 +162,23 @@ def test_vfn_data_prepare_on_the_command_line(tmp_path, capsys):
     assert main(["data", "prepare", "kinetics400", str(tmp_path / "nope.csv"), "--root", "v", "--out", "m"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"vfn data prepare: error: {tmp_path / 'nope.csv'}: no such annotation file"
+
+
+def test_every_dataset_has_a_recipe_that_reads_what_prepare_writes_under_data():
+    """`vfn data prepare D ... --out data/D` plus shards in data/D/shards/{train,val}: the paper's recipe
+    for D then runs without overrides, with as many classes as D's published list."""
+    import yaml
+
+    from tests.support import REPO
+
+    recipes = {}
+    for path in sorted((REPO / "experiments").glob("*.yaml")):
+        data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+        if str(data.get("labels", "")).startswith("data/"):
+            recipes.setdefault(data["labels"].split("/")[1], []).append((path.name, data))
+    assert sorted(recipes) == sorted(READERS)
+    for dataset, found in recipes.items():
+        for name, data in found:
+            assert data["labels"] == f"data/{dataset}/labels.csv", name
+            assert (data["train"], data["val"]) == (f"data/{dataset}/shards/train", f"data/{dataset}/shards/val"), name
+            assert data["num_classes"] == len(class_names(dataset)), name
