@@ -65,16 +65,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None):
+def running_mlflow_server(workdir: Path, artifacts: str, env: dict | None = None, args: tuple[str, ...] = ()):
     """A real `mlflow server` on 127.0.0.1 (SQLite backend in `workdir`, artifacts proxied to
-    `artifacts`, a path or s3://...); yields its http URI. Without MLflow's job runner (huey
-    consumers for GenAI jobs, which vfn never submits): five more processes, ~20 s of CPU per test."""
+    `artifacts`, a path or s3://...; `args` more options, e.g. `--app-name basic-auth`); yields its
+    http URI. Without MLflow's job runner (huey consumers for GenAI jobs, which vfn never submits):
+    five more processes, ~20 s of CPU per test."""
     port = free_port()
     log = open(workdir / "mlflow-server.log", "w")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}", "--artifacts-destination", artifacts,
-         "--workers", "1"],
+         "--workers", "1", *args],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
     )

@@ -66,7 +66,8 @@ class TrackingServerUnreachable(ConfigError):
 
 
 def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, in one line, when an http(s) tracking URI does not answer MLflow's /health.
+    """Fail fast, in one line, when an http(s) tracking URI does not answer MLflow's /health, or
+    refuses the login (`check_tracking_login`).
 
     MLflow's own client retries for minutes with backoff before giving up; a run should not spend
     GPU hours (or even a Ray start) before learning that its metrics have nowhere to go.
@@ -76,6 +77,7 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
             if response.status == 200:
+                check_tracking_login(uri)
                 return
             problem = f"HTTP {response.status}"
     except urllib.error.HTTPError as e:
@@ -86,6 +88,34 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
         f"MLflow tracking server {uri} is unreachable ({problem}); start it, fix tracking.tracking_uri / "
         "MLFLOW_TRACKING_URI, or set tracking.enabled=false"
     )
+
+
+class TrackingServerRefused(ConfigError):
+    """The configured MLflow server answers but refuses these credentials (its basic-auth app)."""
+
+
+REFUSALS = {
+    401: "401 unauthorized: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLflow's credentials "
+         "file, ~/.mlflow/credentials) to an account of the server",
+    403: "403 forbidden: the account in MLFLOW_TRACKING_USERNAME may not read this server's experiments; ask its "
+         "admin for READ (compare) or EDIT (train) permission",
+}
+
+
+def check_tracking_login(uri: str) -> None:
+    """One authenticated request, with the credentials MLflow's client would send (environment or
+    credentials file): a refused login is one line before Ray starts, not a 30-line traceback from
+    rank 0 twenty seconds in."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    from mlflow.exceptions import MlflowException  # LAZY: see the module docstring
+
+    try:
+        mlflow_client(uri).search_experiments(max_results=1)
+    except MlflowException as e:
+        if (status := e.get_http_status_code()) in REFUSALS:
+            raise TrackingServerRefused(f"tracking server {uri}: {REFUSALS[status]}") from None
+        raise
 
 
 def mlflow_client(uri: str) -> MlflowClient:
